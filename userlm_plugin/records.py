@@ -1,0 +1,45 @@
+"""Where a simulated conversation's facts live while it runs: the sample store (`Conversation`).
+
+The solver writes here after every turn, so an Inspect limit that aborts the loop mid-conversation loses
+nothing (limits raise inside `generate`; shared/notes/inspect_litellm.md G5). Scorers and reports read it
+back from `state.store` or from `EvalSample.store` in a log.
+"""
+
+from __future__ import annotations
+
+from inspect_ai.util import Store, StoreModel
+from pydantic import Field
+
+from .turns import EndReason, StopReason, TurnRecord
+
+
+class Conversation(StoreModel):
+    """Per-sample record of a simulated conversation (store keys `Conversation:<field>`)."""
+
+    simulator: str = Field(default="")
+    """Name of the simulator (preset) that played the user."""
+    simulator_config: dict = Field(default_factory=dict)
+    """The simulator's resolved settings (preset, model role, sampling, guardrails), for comparability."""
+    intent: str = Field(default="")
+    turns: list[TurnRecord] = Field(default_factory=list)
+    """One record per simulated user turn, in order (including a final 'ended' record if the user left)."""
+    user_turns: int = Field(default=0)
+    assistant_turns: int = Field(default=0)
+    revealed_shards: list[int] = Field(default_factory=list)
+    stop_reason: StopReason | None = Field(default=None)
+    end_reason: EndReason | None = Field(default=None)
+
+    def add_turn(self, record: TurnRecord) -> None:
+        """Append a turn record (store-backed lists must be reassigned, not mutated in place)."""
+        self.turns = [*self.turns, record]
+        if record.text is not None:
+            self.user_turns = self.user_turns + 1
+        if record.shard_id is not None and record.shard_id not in self.revealed_shards:
+            self.revealed_shards = [*self.revealed_shards, record.shard_id]
+
+
+def conversation_from_store(store: Store | dict) -> Conversation:
+    """Read a `Conversation` back from a live `Store` or from a log's `EvalSample.store` dict."""
+    if isinstance(store, dict):
+        store = Store(store)
+    return Conversation(store=store)

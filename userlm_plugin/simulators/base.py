@@ -1,0 +1,85 @@
+"""The simulator protocol: what the `simulated_user` solver hands a simulator, and what it gets back.
+
+A simulator is any object with a `name` and an async `next_turn(ctx) -> UserTurn`. It reads the conversation
+from `ctx` (never from the TaskState) and returns the next user turn or the end of the conversation; the
+solver alone writes the transcript and the turn records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from inspect_ai.model import ChatMessage, ChatMessageAssistant, ChatMessageUser
+from pydantic import BaseModel
+
+from ..turns import UserTurn
+
+
+class Shard(BaseModel):
+    """One information unit of a sharded instruction (Lost in Conversation schema: `shard_id`, `shard`)."""
+
+    shard_id: int
+    shard: str
+
+
+@dataclass
+class SimulationContext:
+    """Everything a simulator may look at when writing user turn number `turn`."""
+
+    intent: str
+    """What the user wants (sample metadata `intent`): the User LM's system message."""
+    messages: list[ChatMessage]
+    """The transcript so far, exactly as the assistant under test saw it (system prompt, tools and all).
+    Simulators that should only see what a human would see use `user_view()`."""
+    turn: int
+    """1-based number of the user turn to write."""
+    shards: list[Shard] = field(default_factory=list)
+    """The sample's shards, when it has them (metadata `shards`), ordered by shard_id."""
+    revealed: list[int] = field(default_factory=list)
+    """shard_ids revealed so far, in reveal order."""
+    sample_id: str | int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The sample's metadata, read-only by convention."""
+
+    def user_view(self) -> list[ChatMessage]:
+        """The conversation as a real user sees it: user and assistant text only.
+
+        Drops system prompts, tool calls, tool results and reasoning blocks; coalesces consecutive
+        same-role messages (an assistant tool loop shows as one reply) and drops empty ones (UserLM was
+        trained on strictly alternating WildChat turns, paper.md §1.3).
+        """
+        view: list[ChatMessage] = []
+        for message in self.messages:
+            if message.role not in ("user", "assistant"):
+                continue
+            text = message.text.strip()  # .text skips reasoning and tool-call content
+            if not text:
+                continue
+            if view and view[-1].role == message.role:
+                merged = view[-1].text + "\n\n" + text
+                view[-1] = (
+                    ChatMessageUser(content=merged)
+                    if message.role == "user"
+                    else ChatMessageAssistant(content=merged)
+                )
+            else:
+                view.append(
+                    ChatMessageUser(content=text)
+                    if message.role == "user"
+                    else ChatMessageAssistant(content=text)
+                )
+        return view
+
+    @property
+    def unrevealed(self) -> list[Shard]:
+        return [s for s in self.shards if s.shard_id not in self.revealed]
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    """Writes the simulated user's turns."""
+
+    name: str
+
+    async def next_turn(self, ctx: SimulationContext) -> UserTurn: ...
