@@ -4,7 +4,7 @@ Public API: the `simulated_user` solver, simulators, scorers and metrics. Model 
 themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` entry point.
 """
 
-from .turns import END_CONVERSATION, EndReason, RejectReason, Rejection, StopReason, TurnRecord, UserTurn
+from .turns import END_CONVERSATION, EndReason, Rejection, RejectReason, StopReason, TurnRecord, UserTurn
 
 __all__ = [
     "END_CONVERSATION",
