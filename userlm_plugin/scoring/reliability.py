@@ -1,0 +1,124 @@
+"""Lost in Conversation's reliability metrics over epochs (paper.md §3.5; LiC paper §4.2).
+
+Each instruction is simulated N times (Inspect epochs); with scores S_i in 0..100:
+- P   = mean(S)            average performance
+- A90 = p90(S)             aptitude (best case)
+- U   = p90(S) - p10(S)    unreliability (U90_10); reliability R = 100 - U
+Each is computed per instruction and then averaged over instructions, so the metrics read every epoch's
+score (`@metric(scores="unreduced")`) instead of Inspect's per-sample reduction.
+
+Percentiles use linear interpolation between order statistics (numpy's default), which is what
+`np.percentile` gives LiC's analysis scripts.
+
+Also: `turns_used` (mean simulated user turns per conversation) and `ended_correct` (share of
+conversations that stopped because the assistant's latest answer was correct).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+from inspect_ai.scorer import Metric, SampleScore, Value, metric
+
+CORRECT = "correct"
+TURNS = "turns"
+ENDED_CORRECT = "ended_correct"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation (numpy's default method)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be in [0, 100], got {q}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def instruction_stats(scores: Sequence[float]) -> dict[str, float]:
+    """P, A90 and U90_10 for one instruction's N simulation scores (each 0..100)."""
+    p90, p10 = percentile(scores, 90), percentile(scores, 10)
+    return {"P": sum(scores) / len(scores), "A90": p90, "U90_10": p90 - p10}
+
+
+def corpus_stats(by_instruction: Mapping[object, Sequence[float]]) -> dict[str, float]:
+    """Per-instruction P/A90/U averaged over instructions (paper.md §3.5)."""
+    if not by_instruction:
+        return {"P": 0.0, "A90": 0.0, "U90_10": 0.0}
+    per = [instruction_stats(s) for s in by_instruction.values()]
+    return {key: sum(p[key] for p in per) / len(per) for key in ("P", "A90", "U90_10")}
+
+
+def _value(score: SampleScore, key: str) -> float:
+    value = score.score.value
+    if isinstance(value, Mapping):
+        return float(value.get(key, 0.0))
+    if key == CORRECT:
+        return score.score.as_float()
+    raise ValueError(f"score value has no {key!r}: {value!r}")
+
+
+def _group(scores: Iterable[SampleScore]) -> dict[object, list[float]]:
+    groups: dict[object, list[float]] = defaultdict(list)
+    for s in scores:
+        groups[s.sample_id].append(100.0 * _value(s, CORRECT))
+    return groups
+
+
+@metric(name="performance_P", scores="unreduced")
+def performance() -> Metric:
+    """P: mean score (0-100) per instruction over epochs, averaged over instructions."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return corpus_stats(_group(scores))["P"]
+
+    return compute
+
+
+@metric(name="aptitude_A90", scores="unreduced")
+def aptitude() -> Metric:
+    """A90: 90th percentile score (0-100) per instruction over epochs, averaged over instructions."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return corpus_stats(_group(scores))["A90"]
+
+    return compute
+
+
+@metric(name="unreliability_U90_10", scores="unreduced")
+def unreliability() -> Metric:
+    """U90_10: p90 - p10 score per instruction over epochs, averaged over instructions (lower is better)."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return corpus_stats(_group(scores))["U90_10"]
+
+    return compute
+
+
+@metric(name="turns_used", scores="unreduced")
+def turns_used() -> Metric:
+    """Mean number of simulated user turns per conversation."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return sum(_value(s, TURNS) for s in scores) / len(scores) if scores else 0.0
+
+    return compute
+
+
+@metric(name="ended_correct", scores="unreduced")
+def ended_correct() -> Metric:
+    """Share of conversations that ended because the assistant's latest answer was correct."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return sum(_value(s, ENDED_CORRECT) for s in scores) / len(scores) if scores else 0.0
+
+    return compute
+
+
+def reliability_metrics() -> list[Metric]:
+    """The metrics both sharded evals report, in results-table order."""
+    return [performance(), aptitude(), unreliability(), turns_used(), ended_correct()]
