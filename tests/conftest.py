@@ -1,0 +1,58 @@
+"""Session fixtures shared by the test suite.
+
+* `tiny_userlm_dir`: an unbiased tiny Llama with UserLM-8b's template quirks (tests/tiny_llama.py).
+* `tiny_userlm_factory(**spec)`: builds a variant (token_bias=..., scripts=..., flavour=..., chat_template=...)
+  and returns its folder; each distinct spec is built once per session.
+* `tiny_userlm_model(path, **model_args)`: an Inspect `Model` for `userlm/<path>`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_userlm_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`factory(**spec) -> folder`: spec as `tiny_llama.build_tiny_userlm` keywords; cached per spec."""
+    built: dict[str, Path] = {}
+
+    def factory(**spec: Any) -> Path:
+        from tiny_llama import build_tiny_userlm, spec_key
+
+        key = spec_key(**spec)
+        if key not in built:
+            built[key] = build_tiny_userlm(tmp_path_factory.mktemp(f"tiny-userlm-{key}"), **spec)
+        return built[key]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def tiny_userlm_dir(tiny_userlm_factory: Callable[..., Path]) -> Path:
+    """Unbiased tiny UserLM-flavoured model (opens its turn with the template's leading newline)."""
+    return tiny_userlm_factory()
+
+
+@pytest.fixture(scope="session")
+def tiny_userlm_model() -> Callable[..., Any]:
+    """`make(path, **model_args) -> inspect_ai.model.Model` for `userlm/<path>` (weights loaded once per path)."""
+
+    def make(path: Path | str, **model_args: Any) -> Any:
+        from inspect_ai.model import get_model
+
+        return get_model(f"userlm/{path}", memoize=False, **model_args)
+
+    return make

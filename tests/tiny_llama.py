@@ -1,0 +1,283 @@
+"""A tiny random Llama-3-style model with UserLM-8b's template quirks, built offline in ~0.1 s.
+
+Adapted from /work/shared/notes/tiny_llama_fixture.py. What it adds for the runtime tests:
+
+* ``token_bias``: a context-free logit bias per token, baked into the weights (embedding channel 0 is a
+  constant 1.0 and ``lm_head[:, 0]`` carries the bias), so a test can make the model *want* a token
+  (``<|endconversation|>``, ``I``, ``<|eot_id|>``...).
+* ``scripts``: whole sentences the model wants to say. Each token of a sentence gets its own embedding
+  channel and ``lm_head`` reads it to push the *next* token of the sentence (a baked-in bigram chain); the
+  sentence's first token is pushed by the turn's leading newline with the given start bias, and its last token
+  pushes ``<|eot_id|>``. This is how a random 2-layer model "repeats the intent" or "says a short sentence".
+* ``newline_first``: the template ends at ``<|end_header_id|>`` (no newline), and, like UserLM, the model
+  wants to open its turn with ``\\n`` first: the first-token guardrail must act on the token *after* it.
+
+Every token without a script channel gets a constant filler channel instead, so all embeddings have the same
+norm and the biases stay calibrated in nats.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+BOS = "<|begin_of_text|>"
+EOT_TEXT = "<|end_of_text|>"
+START_HEADER = "<|start_header_id|>"
+END_HEADER = "<|end_header_id|>"
+EOT = "<|eot_id|>"
+PAD = "<|finetune_right_pad_id|>"
+END_CONV = "<|endconversation|>"
+SPECIAL_TOKENS = [BOS, EOT_TEXT, START_HEADER, END_HEADER, EOT, PAD, END_CONV]
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+# UserLM-8b's template (paper.md §1.3): no BOS, one "\n" after each header, and a trailing user header with
+# no newline, whatever add_generation_prompt says.
+USERLM_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n' + message['content'] + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{{- '<|start_header_id|>user<|end_header_id|>' }}"
+)
+# Llama-3-Instruct's template: add_generation_prompt opens an *assistant* header (the generic-template trap).
+LLAMA3_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+FLAVOURS = ("userlm", "llama3")
+
+_OPENERS = ["I", "You", "Here", "i", "you", "here", "Hello", "Hi", "Thanks", "So", "Well", "Ok", "Please"]
+_SUBJECTS = ["I", "we", "my team", "our app", "the script", "my code", "the test", "you"]
+_VERBS = ["need", "want", "tried", "failed", "broke", "returns", "prints", "expects", "write"]
+_OBJECTS = [
+    "a sorted list",
+    "the csv file",
+    "an error message",
+    "a python function",
+    "the json output",
+    "a faster loop",
+    "a unit test",
+    "the docker image",
+    "a regex",
+    "the database",
+    "here",
+]
+_TAILS = ["can you help?", "why is that?", "what should I change?", "thanks.", "any idea?", "ok", ""]
+
+
+def synthetic_corpus(n_lines: int = 500, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        words = [
+            rng.choice(_OPENERS),
+            rng.choice(_SUBJECTS),
+            rng.choice(_VERBS),
+            rng.choice(_OBJECTS),
+            rng.choice(_TAILS),
+        ]
+        lines.append(" ".join(w for w in words if w))
+    return lines
+
+
+def build_tokenizer(flavour: str = "userlm", chat_template: bool = True) -> PreTrainedTokenizerFast:
+    """Byte-level BPE in Llama-3's layout (BPE ids first, then the special tokens)."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(synthetic_corpus(), trainer=trainer)
+    userlm = flavour == "userlm"
+    tok.add_special_tokens(
+        [
+            AddedToken(t, special=True, normalized=False)
+            for t in SPECIAL_TOKENS
+            if not (userlm and t == END_CONV)
+        ]
+    )
+    if userlm:  # UserLM adds it with special=False: it survives skip_special_tokens=True (paper.md §1.2)
+        tok.add_tokens([AddedToken(END_CONV, special=False, normalized=False)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+    )
+    template = None
+    if chat_template:
+        template = USERLM_CHAT_TEMPLATE if userlm else LLAMA3_CHAT_TEMPLATE
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOT,
+        pad_token=PAD,
+        extra_special_tokens=[START_HEADER, END_HEADER, EOT_TEXT] + ([] if userlm else [END_CONV]),
+        chat_template=template,
+        model_max_length=2048,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _single_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    vocab = tokenizer.get_vocab()
+    if token in vocab:
+        return vocab[token]
+    ids = tokenizer.encode(token, add_special_tokens=False)
+    if len(ids) != 1:
+        raise KeyError(f"{token!r} is not a single token of the tiny vocabulary (encodes to {ids})")
+    return ids[0]
+
+
+@torch.no_grad()
+def build_model(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    flavour: str = "userlm",
+    token_bias: Mapping[str, float] | None = None,
+    scripts: Mapping[str, float] | None = None,
+    newline_first: float | None = 8.0,
+    chain_strength: float = 14.0,
+    seed: int = 0,
+) -> LlamaForCausalLM:
+    """2-layer, hidden-64 Llama (GQA, llama3 RoPE) with the biases described in the module docstring."""
+    hidden = 64
+    eot_id = tokenizer.convert_tokens_to_ids(EOT)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        # UserLM's config.json says <|end_of_text|> while its generation_config says <|eot_id|> (paper.md §1.2)
+        eos_token_id=tokenizer.convert_tokens_to_ids(EOT_TEXT) if flavour == "userlm" else eot_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 1024,
+        },
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+    filler = hidden - 1
+    emb[:, 0] = 1.0
+    emb[:, filler] = 1.0
+    head[:, 0] = 0.0
+    head[:, 1:filler] = 0.0  # script channels: only the chains below read them
+    head[:, filler] = 0.0
+
+    # Calibrate: the post-norm value of a constant-1.0 channel, so that biases are in nats.
+    probe = torch.tensor([tokenizer.encode("Hello I need a unit test", add_special_tokens=False)])
+    scale = model(probe, output_hidden_states=True).hidden_states[-1][0, :, 0].mean().item()
+
+    channel = iter(range(1, filler))
+    channels: dict[int, int] = {}
+
+    def chan(token_id: int) -> int:
+        if token_id not in channels:
+            channels[token_id] = next(channel)
+            emb[token_id, filler] = 0.0
+            emb[token_id, channels[token_id]] = 1.0
+        return channels[token_id]
+
+    newline_id = _single_id(tokenizer, "\n")
+    if newline_first is not None:
+        head[newline_id, chan(tokenizer.convert_tokens_to_ids(END_HEADER))] = newline_first / scale
+    used: set[int] = set()
+    for sentence, start_bias in (scripts or {}).items():
+        ids = tokenizer.encode(sentence, add_special_tokens=False)
+        if used & set(ids) or len(set(ids)) != len(ids):
+            raise ValueError(f"script {sentence!r}: tokens must be distinct within and across scripts")
+        used |= set(ids)
+        start_from = newline_id if newline_first is not None else tokenizer.convert_tokens_to_ids(END_HEADER)
+        head[ids[0], chan(start_from)] = start_bias / scale
+        for prev, nxt in zip(ids, ids[1:] + [eot_id], strict=True):
+            head[nxt, chan(prev)] = chain_strength / scale
+    for token, bias in (token_bias or {}).items():
+        head[_single_id(tokenizer, token), 0] = bias / scale
+
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eot_id,
+        pad_token_id=tokenizer.pad_token_id,
+        # UserLM ships temperature 0.6 / top_p 0.9; the card and paper sample at 1.0 / 0.8 (paper.md §1.2)
+        **({"do_sample": True, "temperature": 0.6, "top_p": 0.9} if flavour == "userlm" else {}),
+    )
+    return model.eval()
+
+
+def build_tiny_userlm(
+    out_dir: str | Path,
+    *,
+    flavour: str = "userlm",
+    token_bias: Mapping[str, float] | None = None,
+    scripts: Mapping[str, float] | None = None,
+    newline_first: float | None = 8.0,
+    chat_template: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Build tokenizer + model and save both to `out_dir`, ready for `from_pretrained(local_files_only=True)`."""
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(flavour=flavour, chat_template=chat_template)
+    model = build_model(
+        tokenizer,
+        flavour=flavour,
+        token_bias=token_bias,
+        scripts=scripts,
+        newline_first=newline_first,
+        seed=seed,
+    )
+    tokenizer.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+def spec_key(**spec: object) -> str:
+    """A stable, filename-safe key for a build spec (for per-session caching)."""
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def words(texts: Iterable[str]) -> list[int]:
+    return [len(t.split()) for t in texts]

@@ -1,0 +1,207 @@
+"""The four generation guardrails of "Flipping the Dialogue" (arXiv 2510.06552, Appendix D.1; paper.md §1.5).
+
+1. First-token filter: the first content token may not be "I", "You" or "Here" (either case), assistant-like
+   openers. Applied as a logit ban (see `sampling.RowSampler`), never by resampling.
+2. End-of-conversation control: `<|endconversation|>` is banned (the card's `bad_words_ids`), here until
+   `min_turns_before_end` user turns exist, so termination can be measured.
+3. Length: resample turns under 3 or over 25 words.
+4. Verbatim repetition: resample a turn that repeats the intent or an earlier user turn, or echoes an assistant
+   turn (inspect_multiturn's addition), compared after normalising whitespace and case.
+
+Only torch-free code lives here: configs, draft checks and the token-id sets the sampler needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..turns import Rejection, RejectReason
+
+PAPER_BANNED_FIRST_WORDS = ("I", "You", "Here", "i", "you", "here")
+"""Appendix D.1 names I/You/Here; pszemraj's UserLM space also blocks the lowercase forms (paper.md §1.5)."""
+
+
+class GuardrailConfig(BaseModel):
+    """Guardrail settings. Defaults are the paper's (Appendix D.1) unless marked as our choice.
+
+    Set defaults with model args (`-M max_words=30`), override per call with
+    `GenerateConfig(extra_body={"userlm": {...}})` using the same field names.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_token_filter: bool = True
+    """Ban `banned_first_words` as the first content token (the token after the template's leading newline)."""
+    banned_first_words: tuple[str, ...] = PAPER_BANNED_FIRST_WORDS
+    min_turns_before_end: int | None = None
+    """`<|endconversation|>` (and an empty turn) is allowed once the input holds this many user turns.
+    None: never allowed, as in the paper's extrinsic runs and the model card. 0: always allowed."""
+    length_filter: bool = True
+    min_words: int = Field(default=3, ge=0)
+    """Paper: resample turns with fewer than 3 words."""
+    max_words: int = Field(default=25, ge=1)
+    """Paper: resample turns with more than 25 words."""
+    repetition_filter: bool = True
+    repetition_min_span_words: int | None = Field(default=8, ge=1)
+    """Our choice: a draft of at least this many words found verbatim *inside* the intent / an earlier turn also
+    counts as a repetition (UserLM parrots chunks of its context). None: whole-turn equality only."""
+    max_retries: int = Field(default=5, ge=0)
+    """Our choice, as inspect_multiturn (colbench uses 3): resamples before returning the best draft flagged
+    `guardrails_exhausted`. The paper does not say how its retries ended (notes README)."""
+
+    @field_validator("banned_first_words", mode="before")
+    @classmethod
+    def _words_tuple(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _check_range(self) -> GuardrailConfig:
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) must not exceed max_words ({self.max_words})")
+        if self.min_turns_before_end is not None and self.min_turns_before_end < 0:
+            raise ValueError("min_turns_before_end must be None (never end) or an int >= 0")
+        return self
+
+    def end_allowed(self, user_turns_so_far: int) -> bool:
+        """Whether the user may end the conversation now, given the user messages already in the input."""
+        return self.min_turns_before_end is not None and user_turns_so_far >= self.min_turns_before_end
+
+    def merged(self, overrides: dict[str, Any] | None) -> GuardrailConfig:
+        """This config with per-call overrides applied (validated; unknown fields are an error)."""
+        if not overrides:
+            return self
+        if not isinstance(overrides, dict):
+            raise TypeError(
+                f'extra_body["userlm"] must be a dict of GuardrailConfig fields, got {overrides!r}'
+            )
+        unknown = set(overrides) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(
+                f'Unknown guardrail setting(s) {sorted(unknown)} in extra_body["userlm"]; '
+                f"valid: {sorted(type(self).model_fields)}"
+            )
+        return type(self).model_validate({**self.model_dump(), **overrides})
+
+
+_WS = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """Whitespace- and case-insensitive form used by the repetition filter."""
+    return _WS.sub(" ", text).strip().casefold()
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True)
+class DraftContext:
+    """What a draft is compared against."""
+
+    intent: str
+    user_turns: Sequence[str]
+    assistant_turns: Sequence[str]
+
+
+def _repeats(draft: str, source: str, min_span_words: int | None) -> bool:
+    if not draft or not source:
+        return False
+    if draft == source:
+        return True
+    if min_span_words is not None and len(draft.split(" ")) >= min_span_words:
+        return f" {draft} " in f" {source} "
+    return False
+
+
+def check_draft(text: str, ctx: DraftContext, config: GuardrailConfig) -> Rejection | None:
+    """Length and repetition checks on a non-empty draft (guardrails 3 and 4). None means accepted."""
+    if config.length_filter:
+        n = word_count(text)
+        if n < config.min_words:
+            return Rejection(
+                text=text, reason=RejectReason.TOO_SHORT, detail=f"{n} words < {config.min_words}"
+            )
+        if n > config.max_words:
+            return Rejection(
+                text=text, reason=RejectReason.TOO_LONG, detail=f"{n} words > {config.max_words}"
+            )
+    if config.repetition_filter:
+        draft = normalise(text)
+        span = config.repetition_min_span_words
+        if _repeats(draft, normalise(ctx.intent), span):
+            return Rejection(
+                text=text, reason=RejectReason.REPEATS_INTENT, detail="verbatim copy of the intent"
+            )
+        for i, turn in enumerate(ctx.user_turns, 1):
+            if _repeats(draft, normalise(turn), span):
+                return Rejection(
+                    text=text, reason=RejectReason.REPEATS_USER_TURN, detail=f"verbatim copy of user turn {i}"
+                )
+        for i, turn in enumerate(ctx.assistant_turns, 1):
+            if _repeats(draft, normalise(turn), span):
+                return Rejection(
+                    text=text,
+                    reason=RejectReason.ECHOES_ASSISTANT,
+                    detail=f"verbatim copy of assistant turn {i}",
+                )
+    return None
+
+
+_SEVERITY = [
+    RejectReason.TOO_LONG,
+    RejectReason.TOO_SHORT,
+    RejectReason.ECHOES_ASSISTANT,
+    RejectReason.REPEATS_USER_TURN,
+    RejectReason.REPEATS_INTENT,
+    RejectReason.EARLY_END,
+]
+
+
+def best_rejected(rejected: Sequence[Rejection], config: GuardrailConfig) -> int:
+    """Index of the least bad draft, returned when retries run out: a length miss beats a repetition, which beats
+    an early end; among length misses the one closest to the range wins, then the earliest."""
+
+    def key(i: int) -> tuple[int, int, int]:
+        r = rejected[i]
+        rank = _SEVERITY.index(r.reason) if r.reason in _SEVERITY else len(_SEVERITY)
+        n = word_count(r.text)
+        distance = max(config.min_words - n, n - config.max_words, 0)
+        return rank, distance, i
+
+    return min(range(len(rejected)), key=key)
+
+
+# ----- token-level sets for the sampler (need a tokenizer, but no torch) -----
+
+
+def first_token_ban_sequences(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:
+    """Token sequences of the banned first words as they are tokenised at the start of a turn (after the
+    newline: no leading space). Llama-3 encodes each of I/You/Here/i/you/here as one token; a word that splits
+    into several tokens is banned as a sequence (its last token is masked when the earlier ones were drawn)."""
+    seqs = []
+    for word in words:
+        ids = tokenizer.encode(word, add_special_tokens=False)
+        if ids and ids not in seqs:
+            seqs.append(list(ids))
+    return seqs
+
+
+def whitespace_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of tokens that decode to whitespace only (the template's leading newline and its variants): the
+    first-token filter applies to the first token that is *not* one of these."""
+    ids = set()
+    for token, idx in tokenizer.get_vocab().items():
+        if idx in tokenizer.all_special_ids:
+            continue
+        text = tokenizer.convert_tokens_to_string([token])
+        if text and not text.strip():
+            ids.add(idx)
+    return frozenset(ids)
