@@ -49,6 +49,8 @@ class RunLimits(BaseModel):
 class TestSpec(BaseModel):
     """What to run: a full program plus either HumanEval's `check(candidate)` or call-based tests."""
 
+    __test__ = False  # not a pytest test class
+
     mode: Literal["check", "functional"]
     program: str
     """Source executed first (imports, prompt helpers, the candidate function, and for `check` the test)."""

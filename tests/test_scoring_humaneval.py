@@ -1,0 +1,43 @@
+"""The bar: every canonical HumanEval solution passes the code scorer's pipeline (extraction -> test program ->
+confined run), and a wrong one fails. Runs in parallel; still part of CI."""
+
+import asyncio
+
+import pytest
+from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+
+from userlm_plugin.data.humaneval import load_humaneval
+from userlm_plugin.data.samples import code_sample
+from userlm_plugin.scoring.code import build_spec, extract_function
+from userlm_plugin.scoring.runner import run_tests
+
+
+async def _score(answer: str, metadata: dict, env, gate: asyncio.Semaphore):
+    code = extract_function(answer, metadata["func_name"])
+    assert code is not None, metadata["task_id"]
+    async with gate:
+        return await run_tests(build_spec(code, metadata), env=env)
+
+
+@pytest.mark.slow
+async def test_all_164_canonical_solutions_pass() -> None:
+    problems = load_humaneval()
+    assert len(problems) == 164
+    env, gate = LocalSandboxEnvironment(), asyncio.Semaphore(4)
+    answers = [f"Here you go:\n```python\n{p.canonical_program}\n```" for p in problems]
+    metadata = [code_sample(p, "full").metadata for p in problems]
+    results = await asyncio.gather(*(_score(a, m, env, gate) for a, m in zip(answers, metadata, strict=True)))
+    failed = {p.task_id: r.explanation() for p, r in zip(problems, results, strict=True) if not r.passed}
+    assert failed == {}
+
+
+async def test_a_wrong_solution_fails() -> None:
+    problem = next(p for p in load_humaneval() if p.task_id == "HumanEval/53")
+    metadata = code_sample(problem, "full").metadata
+    result = await _score(
+        "```python\ndef add(x, y):\n    return x * y\n```",
+        metadata,
+        LocalSandboxEnvironment(),
+        asyncio.Semaphore(1),
+    )
+    assert not result.passed and "AssertionError" in result.failure["error"]
