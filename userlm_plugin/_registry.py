@@ -5,3 +5,4 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 
 # ruff: noqa: F401
 from .providers import litellm, userlm
+from .wrap import simulate
