@@ -4,9 +4,27 @@ Public API: the `simulated_user` solver, simulators, scorers and metrics. Model 
 themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` entry point.
 """
 
+from .conversation import simulated_user
+from .simulators import (
+    SimulationContext,
+    Simulator,
+    load_simulator,
+    prompted_user,
+    scripted_user,
+    sharded_user,
+    userlm_user,
+)
 from .turns import END_CONVERSATION, EndReason, Rejection, RejectReason, StopReason, TurnRecord, UserTurn
 
 __all__ = [
+    "SimulationContext",
+    "Simulator",
+    "load_simulator",
+    "prompted_user",
+    "scripted_user",
+    "sharded_user",
+    "simulated_user",
+    "userlm_user",
     "END_CONVERSATION",
     "EndReason",
     "RejectReason",

@@ -4,5 +4,6 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 """
 
 # ruff: noqa: F401
+from .conversation import simulated_user
 from .providers import litellm, userlm
 from .wrap import simulate

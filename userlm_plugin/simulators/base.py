@@ -41,6 +41,8 @@ class SimulationContext:
     sample_id: str | int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     """The sample's metadata, read-only by convention."""
+    epoch: int = 1
+    """The sample's epoch (1-based): with `sample_id` and `turn` it seeds simulators reproducibly."""
 
     def user_view(self) -> list[ChatMessage]:
         """The conversation as a real user sees it: user and assistant text only.

@@ -1,0 +1,224 @@
+"""The `simulated_user` solver: a simulator writes the user's turns, the assistant under test answers.
+
+The sample transcript *is* the conversation, so ordinary Inspect scorers keep working on it. Everything about the
+simulation goes to the log as it happens:
+- each user turn runs in a transcript span "user turn N" (type `simulated_user`) holding the simulator's model
+  calls and an info event with who wrote the turn and why (rejected drafts, retries, guardrail decisions);
+- each user message carries `metadata={"simulator", "turn", "shard_id"}`;
+- the `Conversation` store record (records.py) is rewritten after every turn, so a limit that aborts the loop
+  loses nothing; a final info event and `state.metadata["simulated_user"]` (shown in the viewer's sample header)
+  say why the conversation stopped.
+
+The simulator's model calls run under `suspend_token_limit()` / `suspend_turn_limit()`, so they never count
+against the assistant's token and turn limits (notes G6); they still show in `role_usage` under their role.
+`message_limit` counts every message, user turns included (Inspect has no way to suspend it).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from inspect_ai.agent import Agent, AgentState
+from inspect_ai.log import transcript
+from inspect_ai.model import ChatMessageUser
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+from inspect_ai.util import LimitExceededError, span, suspend_token_limit, suspend_turn_limit
+from pydantic import ValidationError
+
+from .records import Conversation
+from .simulators.base import Shard, SimulationContext, Simulator
+from .simulators.presets import load_simulator
+from .turns import StopReason, TurnRecord, UserTurn
+
+METADATA_KEY = "simulated_user"
+"""`state.metadata` key of the conversation summary (simulator, stop reason, turn counts)."""
+
+StopWhen = Callable[[TaskState], bool | Awaitable[bool]]
+
+
+@solver
+def simulated_user(
+    simulator: str | dict[str, Any] | Simulator = "userlm",
+    max_turns: int = 8,
+    stop_when: StopWhen | None = None,
+    assistant: Agent | None = None,
+    intent: str | None = None,
+) -> Solver:
+    """Run a conversation between a simulated user and the assistant under test.
+
+    The sample's system messages are kept; its input (user) messages are dropped, because the simulated user writes
+    turn 1. The loop: the simulator writes a user turn (or ends the conversation), the assistant answers (Inspect's
+    `generate`, tool loop included, or `assistant`), `stop_when` is checked, repeat until `max_turns` user turns.
+
+    Args:
+        simulator: A preset name ("userlm", "prompted", "prompted_flat", "sharded", "scripted"), a YAML preset
+            path, a preset dict (`{"simulator": name, **settings}`), or a `Simulator` object.
+        max_turns: Cap on simulated user turns.
+        stop_when: Checked after each assistant turn (sync or async); True ends the conversation (e.g. on a
+            correct answer, as Lost in Conversation does).
+        assistant: An Inspect `Agent` that answers each user turn. Default: `generate` (the `--model` under test).
+        intent: The user's intent for every sample. Default: sample metadata `intent`.
+    """
+    if max_turns < 1:
+        raise ValueError(f"simulated_user: max_turns must be at least 1, got {max_turns}")
+    sim = load_simulator(simulator)
+    sim_config = _describe(sim, simulator)
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        ctx = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
+        state.messages = [m for m in state.messages if m.role == "system"]
+        conv = state.store_as(Conversation)
+        conv.simulator, conv.simulator_config, conv.intent = sim.name, sim_config, ctx.intent
+        try:
+            while True:
+                if conv.user_turns >= max_turns:
+                    _stop(state, conv, StopReason.MAX_TURNS)
+                    break
+                turn = await _user_turn(sim, ctx, state, conv)
+                if turn.ended:
+                    _stop(state, conv, StopReason.USER_ENDED)
+                    break
+                state.messages.append(
+                    ChatMessageUser(
+                        content=turn.text or "",
+                        metadata={"simulator": sim.name, "turn": conv.user_turns, "shard_id": turn.shard_id},
+                    )
+                )
+                state = await _assistant_turn(state, generate, assistant)
+                conv.assistant_turns = conv.assistant_turns + 1
+                _summarize(state, conv)
+                if stop_when is not None and await _check(stop_when, state):
+                    _stop(state, conv, StopReason.STOP_WHEN)
+                    break
+        except LimitExceededError as ex:
+            _stop(state, conv, StopReason.LIMIT, limit=ex.type)
+            raise  # Inspect records the limit on the sample and still scores it
+        return state
+
+    return solve
+
+
+async def _user_turn(
+    sim: Simulator, ctx: SimulationContext, state: TaskState, conv: Conversation
+) -> UserTurn:
+    """Ask the simulator for the next turn (outside the assistant's token/turn budget) and record it."""
+    index = conv.user_turns + 1
+    ctx.messages, ctx.turn, ctx.revealed = list(state.messages), index, list(conv.revealed_shards)
+    async with span(f"user turn {index}", type="simulated_user"):
+        try:
+            with suspend_token_limit(), suspend_turn_limit():
+                turn = await sim.next_turn(ctx)
+        except LimitExceededError:
+            raise
+        except Exception:
+            _stop(state, conv, StopReason.SIMULATOR_ERROR)
+            raise
+        record = TurnRecord(index=index, simulator=sim.name, **dict(turn))
+        conv.add_turn(record)
+        if turn.end_reason is not None:
+            conv.end_reason = turn.end_reason
+        details = record.model_dump(mode="json", exclude_defaults=True, exclude={"index", "simulator"})
+        transcript().info({"user_turn": index, "written_by": sim.name, **details}, source=sim.name)
+    return turn
+
+
+async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent | None) -> TaskState:
+    if assistant is None:
+        return await generate(state)
+    agent_state = AgentState(messages=state.messages)
+    try:
+        async with span(_agent_name(assistant), type="agent"):
+            agent_state = await assistant(agent_state)
+    finally:  # keep what the agent did even if a limit aborted it (as inspect_ai's as_solver does)
+        state.messages = agent_state.messages
+        if agent_state.output:
+            state.output = agent_state.output
+    return state
+
+
+def context_from_state(state: TaskState, intent: str | None, needs_intent: bool = True) -> SimulationContext:
+    """Read the simulation inputs from the sample: `intent` (str) and `shards` (LiC schema) in its metadata."""
+    metadata = state.metadata or {}
+    where = f"Sample {state.sample_id!r}"
+    if intent is None:
+        intent = metadata.get("intent")
+        if intent is None and needs_intent:
+            raise ValueError(
+                f"{where} has no metadata 'intent': the simulated user needs to know what it wants. Add an "
+                "'intent' string to each sample's metadata (e.g. \"You are a user chatting with an assistant "
+                'language model to ...") or pass simulated_user(intent=...).'
+            )
+    if intent is not None and (not isinstance(intent, str) or (needs_intent and not intent.strip())):
+        raise ValueError(f"{where}: 'intent' must be a non-empty string, got {intent!r:.200}.")
+    raw_shards = metadata.get("shards") or []
+    if not isinstance(raw_shards, list):
+        raise ValueError(
+            f"{where}: metadata 'shards' must be a list of {{shard_id: int, shard: str}}, got {raw_shards!r:.200}."
+        )
+    shards: list[Shard] = []
+    for i, raw in enumerate(raw_shards):
+        try:
+            shards.append(Shard.model_validate(raw))
+        except ValidationError as ex:
+            raise ValueError(
+                f"{where}: metadata 'shards[{i}]' must be {{shard_id: int, shard: str}}, got {raw!r:.200} "
+                f"({ex.error_count()} error(s): {ex.errors()[0]['msg']})."
+            ) from ex
+    ids = [s.shard_id for s in shards]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{where}: metadata 'shards' has duplicate shard_id values: {ids}.")
+    return SimulationContext(
+        intent=intent or "",
+        messages=[],
+        turn=1,
+        shards=sorted(shards, key=lambda s: s.shard_id),
+        sample_id=state.sample_id,
+        metadata=metadata,
+        epoch=state.epoch,
+    )
+
+
+def _stop(state: TaskState, conv: Conversation, reason: StopReason, limit: str | None = None) -> None:
+    conv.stop_reason = reason
+    summary = _summarize(state, conv)
+    transcript().info(
+        {"conversation_stopped": summary, **({"limit": limit} if limit else {})}, source=METADATA_KEY
+    )
+
+
+def _summarize(state: TaskState, conv: Conversation) -> dict[str, Any]:
+    summary = {
+        "simulator": conv.simulator,
+        "stop_reason": conv.stop_reason,
+        "end_reason": conv.end_reason,
+        "user_turns": conv.user_turns,
+        "assistant_turns": conv.assistant_turns,
+        "revealed_shards": conv.revealed_shards,
+        "rejected_drafts": sum(len(t.rejected) for t in conv.turns),
+    }
+    state.metadata[METADATA_KEY] = summary
+    return summary
+
+
+async def _check(stop_when: StopWhen, state: TaskState) -> bool:
+    result = stop_when(state)
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+def _describe(sim: Simulator, spec: object) -> dict[str, Any]:
+    describe = getattr(sim, "describe", None)
+    config: dict[str, Any] = describe() if callable(describe) else {"simulator": sim.name}
+    if isinstance(spec, str | Path):
+        config["preset"] = str(spec)
+    return config
+
+
+def _agent_name(agent: Agent) -> str:
+    from inspect_ai.agent._agent import agent_display_name, is_agent
+
+    return agent_display_name(agent) if is_agent(agent) else getattr(agent, "__name__", "assistant")

@@ -1,0 +1,133 @@
+"""Plumbing shared by the LLM-backed simulators: prompt files, seeds, and the simulator's own model call.
+
+Kept apart from the simulators so each of them stays one readable policy (who says what next), and so every
+model-backed simulator calls its model the same way: through a model *role* (`user` by default, so
+`--model-role user=...` picks the model), with its own sampling settings (Inspect's `--temperature` etc. only reach
+the model under test; shared/notes/inspect_litellm.md G3), and with a per-sample/epoch/turn seed when one is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelOutput, get_model
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import SimulationContext
+
+USERLM_INTENT_PREFIX = "You are a user chatting with an assistant language model to"
+"""How every UserLM training intent starts (paper.md §2.2). Prompted baselines want the goal after it."""
+
+
+@cache
+def load_prompts(name: str) -> dict[str, Any]:
+    """Read `simulators/prompts/<name>.yaml` (package data; prompts never live inline in code)."""
+    text = resources.files(__package__).joinpath("prompts", f"{name}.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"prompt file prompts/{name}.yaml must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def render(template: str, **values: str) -> str:
+    """Fill `{name}` placeholders by plain replacement.
+
+    Not `str.format`: prompt files contain literal JSON braces, and intents may contain braces too.
+    """
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def intent_goal(intent: str) -> str | None:
+    """The goal part of a UserLM-style intent ("You are a user chatting ... to <goal>"), else None."""
+    stripped = intent.strip()
+    if stripped.lower().startswith(USERLM_INTENT_PREFIX.lower()):
+        goal = stripped[len(USERLM_INTENT_PREFIX) :].strip().lstrip(":-").strip()
+        return goal.rstrip(".") or None
+    return None
+
+
+_QUOTES = [('"', '"'), ("'", "'"), ("\u201c", "\u201d")]
+
+
+def clean_draft(text: str) -> str:
+    """Tidy a prompted model's draft user turn: strip whitespace, a leading "User:" label and wrapping quotes
+    (instruction-tuned models often quote the message they were asked to write)."""
+    text = text.strip()
+    text = re.sub(r"^\s*(user|human|me)\s*:\s*", "", text, flags=re.IGNORECASE)
+    for left, right in _QUOTES:
+        if len(text) >= 2 and text.startswith(left) and text.endswith(right) and text.count(left) <= 2:
+            text = text[1:-1].strip()
+    return text
+
+
+def derive_seed(base: int, ctx: SimulationContext, attempt: int = 0) -> int:
+    """A distinct, reproducible seed per sample, epoch, user turn and resample attempt.
+
+    One fixed seed for every call would make every resample of a rejected draft identical and every turn of
+    every sample share its randomness.
+    """
+    key = f"{base}:{ctx.sample_id}:{ctx.epoch}:{ctx.turn}:{attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big") & 0x7FFFFFFF
+
+
+def eval_seed() -> int | None:
+    """The eval's `--seed`, if set. Role models never receive it (G3), so simulators derive theirs from it."""
+    try:
+        from inspect_ai.model._generate_config import active_generate_config
+    except ImportError:  # pragma: no cover - private Inspect API moved
+        return None
+    return active_generate_config().seed
+
+
+class ModelSettings(BaseModel):
+    """How an LLM-backed simulator calls its model (the fields every model-backed preset accepts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = "user"
+    """Inspect model role the simulator's model is bound to (`--model-role user=...`)."""
+    model: str | None = None
+    """Model used when the role is not bound. None: Inspect's fallback, the model under test itself."""
+    temperature: float | None = Field(default=1.0, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=512, gt=0)
+    seed: int | None = None
+    """Base seed; per-turn seeds are derived from it (or from the eval's `--seed` when this is None)."""
+
+    def get_model(self) -> Model:
+        return get_model(role=self.role, default=self.model)
+
+    def generate_config(self, ctx: SimulationContext, attempt: int = 0, **extra: Any) -> GenerateConfig:
+        base = self.seed if self.seed is not None else eval_seed()
+        return GenerateConfig(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            seed=derive_seed(base, ctx, attempt) if base is not None else None,
+            **extra,
+        )
+
+    async def generate(
+        self, messages: list[ChatMessage], ctx: SimulationContext, attempt: int = 0, **extra: Any
+    ) -> tuple[ModelOutput, Model, GenerateConfig]:
+        """One call to the simulator's model. Token/turn-limit suspension is the solver's job (it wraps every
+        `next_turn`), so a simulator used outside the solver still works."""
+        model = self.get_model()
+        config = self.generate_config(ctx, attempt, **extra)
+        output = await model.generate(messages, config=config)
+        return output, model, config
+
+
+def call_facts(model: Model, config: GenerateConfig) -> dict[str, Any]:
+    """What a turn record says about the model call that produced it."""
+    facts: dict[str, Any] = {"model": str(model)}
+    if config.seed is not None:
+        facts["seed"] = config.seed
+    return facts

@@ -1,0 +1,122 @@
+"""Turn a simulator spec — a preset name, a YAML file, a dict, or an object — into a `Simulator`.
+
+This is what `-T simulator=userlm`, `-T simulator=path/to/sim.yaml` and `simulated_user(simulator=...)` go
+through. A preset file is a mapping whose `simulator` key names the simulator and whose other keys are that
+simulator's settings, e.g.
+
+    simulator: prompted
+    style: flattened
+    role: user
+    temperature: 1.0
+
+Settings are validated against the simulator's pydantic schema (`extra="forbid"`): an unknown key is an error that
+names it and lists the allowed keys, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .base import Simulator
+from .prompted import PromptedConfig, PromptedUser
+from .scripted import ScriptedConfig, ScriptedUser
+from .sharded import ShardedConfig, ShardedUser
+from .userlm import UserLMConfig, UserLMUser
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named simulator: its settings schema, its constructor, and the settings the name implies."""
+
+    schema: type[BaseModel]
+    build: Callable[[Any], Simulator]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "userlm": Preset(UserLMConfig, UserLMUser, summary="the User LM (UserLM-8b) through the `user` role"),
+    "prompted": Preset(
+        PromptedConfig, PromptedUser, {"style": "role_flip"}, "a prompted assistant, role-flipped chat"
+    ),
+    "prompted_flat": Preset(
+        PromptedConfig,
+        PromptedUser,
+        {"style": "flattened"},
+        "a prompted assistant, the paper's flattened prompt",
+    ),
+    "sharded": Preset(ShardedConfig, ShardedUser, summary="Lost in Conversation's sharded user"),
+    "scripted": Preset(ScriptedConfig, ScriptedUser, summary="fixed turns or shards in order, no model"),
+}
+"""Simulator names accepted by `simulated_user(simulator=...)` and by a preset file's `simulator` key."""
+
+
+def load_simulator(spec: str | Path | dict[str, Any] | Simulator) -> Simulator:
+    """Resolve a simulator spec.
+
+    Args:
+        spec: A preset name (see `PRESETS`), a path to a YAML preset file, a preset mapping (`{"simulator": name,
+            **settings}`), or a ready `Simulator` object (returned unchanged).
+    """
+    if isinstance(spec, Simulator):
+        return spec
+    if isinstance(spec, Path):
+        return simulator_from_dict(_read_yaml(spec), source=str(spec))
+    if isinstance(spec, str):
+        if spec in PRESETS:
+            return simulator_from_dict({"simulator": spec}, source=spec)
+        if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+            return simulator_from_dict(_read_yaml(Path(spec)), source=spec)
+        raise ValueError(
+            f"Unknown simulator {spec!r}. Use a preset name ({_names()}) or the path of a YAML preset file."
+        )
+    if isinstance(spec, dict):
+        return simulator_from_dict(spec, source="simulator settings")
+    raise TypeError(
+        f"simulator must be a preset name, a YAML path, a dict or a Simulator object, got {type(spec).__name__}"
+    )
+
+
+def simulator_from_dict(settings: dict[str, Any], source: str = "simulator settings") -> Simulator:
+    """Build a simulator from `{"simulator": name, **settings}`, validating the settings strictly."""
+    settings = dict(settings)
+    name = settings.pop("simulator", None)
+    if name is None:
+        raise ValueError(f"{source}: missing key 'simulator' (one of: {_names()}).")
+    if name not in PRESETS:
+        raise ValueError(f"{source}: unknown simulator {name!r}. Valid names: {_names()}.")
+    preset = PRESETS[name]
+    allowed = ["simulator", *preset.schema.model_fields]
+    unknown = [key for key in settings if key not in preset.schema.model_fields]
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))} for simulator {name!r}. "
+            f"Allowed keys: {', '.join(allowed)}."
+        )
+    try:
+        config = preset.schema.model_validate({**preset.defaults, **settings})
+    except ValidationError as ex:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in ex.errors(include_url=False)
+        )
+        raise ValueError(f"{source}: invalid settings for simulator {name!r}: {problems}") from ex
+    return preset.build(config)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"Simulator preset file not found: {path} (cwd: {Path.cwd()})")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a simulator preset file must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def _names() -> str:
+    return ", ".join(PRESETS)

@@ -1,0 +1,186 @@
+"""Lost in Conversation's sharded user (Laban et al. 2025; shared/notes/paper.md §3.2).
+
+LiC's SHARDED loop, followed exactly:
+1. Before each new user turn: if every shard is revealed, stop (-> `EndReason.ALL_SHARDS_REVEALED`). That is the
+   only stop rule the user side has; a turn revealing nothing (`shard_id` -1) does not move toward it. (The solver
+   adds `max_turns`, which LiC lacks.)
+2. Turn 1 sends shard 1 (the lowest `shard_id`, always the high-level ask) verbatim, with no model call.
+3. Later turns: the user LLM sees the conversation as `[role] text` lines plus the revealed and hidden shards
+   (`prompts/sharded_user.yaml`, LiC's user_agent prompt in our words) and answers JSON
+   `{"response": str, "shard_id": int}` revealing at most one hidden shard, rephrased (JSON mode, T=1.0).
+   Unparseable JSON, a missing field, or a `shard_id` that is not a hidden shard -> `Rejection(BAD_JSON)` and a
+   retry; after `max_retries` the next hidden shard is sent verbatim (`metadata.fallback`, `guardrails_exhausted`).
+The solver records each turn's `shard_id` in `Conversation.revealed_shards`; scorers end on a correct answer via
+the solver's `stop_when` (LiC step 6).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from inspect_ai.model import ChatMessageUser, ResponseSchema
+from inspect_ai.util import json_schema
+from pydantic import BaseModel, Field
+
+from ..turns import EndReason, Rejection, RejectReason, UserTurn
+from ._common import ModelSettings, call_facts, load_prompts, render
+from .base import SimulationContext
+
+NO_SHARD = -1
+"""LiC's `shard_id` for a turn that reveals nothing."""
+
+
+class ShardedReply(BaseModel):
+    """The JSON the sharded user's LLM must return."""
+
+    response: str
+    shard_id: int
+
+
+class ShardedConfig(ModelSettings):
+    """Settings of `sharded_user` (also its preset schema)."""
+
+    max_retries: int = Field(default=2, ge=0)
+    """Retries after bad JSON before the verbatim fallback."""
+    json_mode: bool = True
+    """Ask the provider for JSON output (`response_schema`), as LiC does; providers without it ignore it."""
+
+
+class ShardedUser:
+    """Reveals one shard per turn, chosen and rephrased by an LLM."""
+
+    name = "sharded"
+    needs_intent = False
+
+    def __init__(self, config: ShardedConfig) -> None:
+        self.config = config
+
+    def describe(self) -> dict[str, Any]:
+        return {"simulator": self.name, **self.config.model_dump(mode="json")}
+
+    async def next_turn(self, ctx: SimulationContext) -> UserTurn:
+        if not ctx.shards:
+            raise ValueError(
+                f"Sample {ctx.sample_id!r}: sharded_user needs sample metadata 'shards': a list of "
+                '{"shard_id": int, "shard": str} (Lost in Conversation schema).'
+            )
+        hidden = ctx.unrevealed
+        if not hidden:
+            return UserTurn.end(EndReason.ALL_SHARDS_REVEALED)
+        if not ctx.revealed:
+            first = ctx.shards[0]
+            return UserTurn(text=first.shard, shard_id=first.shard_id, metadata={"verbatim": True})
+
+        extra: dict[str, Any] = {}
+        if self.config.json_mode:
+            extra["response_schema"] = ResponseSchema(
+                name="sharded_user_turn", json_schema=json_schema(ShardedReply)
+            )
+        messages = [ChatMessageUser(content=self.prompt(ctx))]
+        rejected: list[Rejection] = []
+        facts: dict[str, Any] = {}
+        for attempt in range(self.config.max_retries + 1):
+            output, model, config = await self.config.generate(messages, ctx, attempt, **extra)
+            facts.update(call_facts(model, config))
+            raw = output.completion
+            try:
+                reply = parse_reply(raw, valid_ids={s.shard_id for s in hidden})
+            except ValueError as ex:
+                rejected.append(Rejection(text=raw, reason=RejectReason.BAD_JSON, detail=str(ex)))
+                continue
+            shard_id = None if reply.shard_id == NO_SHARD else reply.shard_id
+            return UserTurn(
+                text=reply.response.strip(),
+                shard_id=shard_id,
+                rejected=rejected,
+                retries=attempt,
+                metadata={**facts, "reply": reply.model_dump()},
+            )
+        fallback = hidden[0]
+        return UserTurn(
+            text=fallback.shard,
+            shard_id=fallback.shard_id,
+            rejected=rejected,
+            retries=self.config.max_retries,
+            guardrails_exhausted=True,
+            metadata={**facts, "fallback": True, "verbatim": True},
+        )
+
+    def prompt(self, ctx: SimulationContext) -> str:
+        prompts = load_prompts("sharded_user")
+        conversation = "\n\n".join(
+            render(prompts["conversation_line"], role=m.role, text=m.text) for m in ctx.user_view()
+        )
+        by_id = {s.shard_id: s for s in ctx.shards}
+        revealed = [by_id[i].model_dump() for i in ctx.revealed if i in by_id]
+        hidden = [s.model_dump() for s in ctx.unrevealed]
+        return render(
+            prompts["prompt"],
+            conversation=conversation,
+            revealed=json.dumps(revealed, ensure_ascii=False),
+            unrevealed=json.dumps(hidden, ensure_ascii=False),
+        )
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def parse_reply(raw: str, valid_ids: set[int]) -> ShardedReply:
+    """Parse the user LLM's JSON; raise ValueError saying what is wrong (kept as the rejection's detail)."""
+    text = raw.strip()
+    if fenced := _FENCE.search(text):
+        text = fenced.group(1).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object in the reply")
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError as ex:
+        raise ValueError(f"invalid JSON: {ex.msg}") from ex
+    try:
+        reply = ShardedReply.model_validate(data)
+    except Exception as ex:
+        raise ValueError(f"wrong fields (need response: str, shard_id: int): {data!r:.200}") from ex
+    if not reply.response.strip():
+        raise ValueError("empty response")
+    if reply.shard_id != NO_SHARD and reply.shard_id not in valid_ids:
+        raise ValueError(f"shard_id {reply.shard_id} is not a hidden shard (hidden: {sorted(valid_ids)})")
+    return reply
+
+
+def sharded_user(
+    role: str = "user",
+    model: str | None = None,
+    temperature: float | None = 1.0,
+    top_p: float | None = None,
+    max_tokens: int | None = 512,
+    seed: int | None = None,
+    max_retries: int = 2,
+    json_mode: bool = True,
+) -> ShardedUser:
+    """Lost in Conversation's sharded user: shard 1 verbatim, then one rephrased shard per turn.
+
+    Args:
+        role: Model role of the user LLM (`--model-role user=...`; LiC used GPT-4o-mini).
+        model: Model used when the role is unbound. None: the model under test plays its own user.
+        temperature: Sampling temperature (LiC default 1.0).
+        top_p: Nucleus sampling (None: provider default).
+        max_tokens: Cap on the JSON reply's tokens.
+        seed: Base seed; each sample/epoch/turn/attempt gets a seed derived from it (or from the eval's `--seed`).
+        max_retries: Retries after bad JSON before revealing the next shard verbatim.
+        json_mode: Request JSON output from the provider (`response_schema`).
+    """
+    return ShardedUser(
+        ShardedConfig(
+            role=role,
+            model=model,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            seed=seed,
+            max_retries=max_retries,
+            json_mode=json_mode,
+        )
+    )
