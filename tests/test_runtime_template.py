@@ -144,7 +144,8 @@ def test_best_rejected_prefers_length_misses_closest_to_range() -> None:
 def test_token_sets(tiny_userlm_dir) -> None:
     tokenizer = AutoTokenizer.from_pretrained(tiny_userlm_dir, local_files_only=True)
     seqs = first_token_ban_sequences(tokenizer, ["I", "You", "Here"])
-    assert seqs == [tokenizer.encode(w, add_special_tokens=False) for w in ["I", "You", "Here"]]
+    variants = [v for w in ["I", "You", "Here"] for v in (w, " " + w)]
+    assert seqs == [tokenizer.encode(v, add_special_tokens=False) for v in variants]
     ws = whitespace_token_ids(tokenizer)
     assert tokenizer.encode("\n", add_special_tokens=False)[0] in ws
     assert tokenizer.encode("I", add_special_tokens=False)[0] not in ws

@@ -61,6 +61,7 @@ class GenResult:
     generate_s: float
     """Wall time of the batched `generate` call this request rode in."""
     first_token_bans: int
+    first_content_token: int | None = None
 
 
 @dataclass
@@ -234,6 +235,7 @@ class BatchingEngine:
             )
         elapsed = time.perf_counter() - t0
         finishes = sampler.finish_reasons()
+        firsts = sampler.first_content_tokens()
         self.stats.batches += 1
         self.stats.rows += len(requests)
         self.stats.generate_s += elapsed
@@ -254,6 +256,7 @@ class BatchingEngine:
                     queued_s=0.0,
                     generate_s=elapsed,
                     first_token_bans=sampler.first_token_bans_applied[i],
+                    first_content_token=firsts[i],
                 )
             )
         return results

@@ -183,14 +183,16 @@ def best_rejected(rejected: Sequence[Rejection], config: GuardrailConfig) -> int
 
 
 def first_token_ban_sequences(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:
-    """Token sequences of the banned first words as they are tokenised at the start of a turn (after the
-    newline: no leading space). Llama-3 encodes each of I/You/Here/i/you/here as one token; a word that splits
-    into several tokens is banned as a sequence (its last token is masked when the earlier ones were drawn)."""
-    seqs = []
+    """Token sequences of the banned first words as they are tokenised at the start of a turn: after the
+    newline with no leading space (the normal case) and, since the turn is stripped, with one (" I"). Llama-3
+    encodes each of these as one token; a word that splits into several tokens is banned as a sequence (its last
+    token is masked when the earlier ones were drawn)."""
+    seqs: list[list[int]] = []
     for word in words:
-        ids = tokenizer.encode(word, add_special_tokens=False)
-        if ids and ids not in seqs:
-            seqs.append(list(ids))
+        for variant in (word, " " + word):
+            ids = list(tokenizer.encode(variant, add_special_tokens=False))
+            if ids and ids not in seqs:
+                seqs.append(ids)
     return seqs
 
 

@@ -177,9 +177,9 @@ class UserLMAPI(ModelAPI):
 
         attempts: list[dict[str, Any]] = []
         rejected: list[Rejection] = []
-        drafts: list[tuple[str, EndReason | None, str]] = []  # (text, end_reason, finish) per rejected draft
+        drafts: list[tuple[str, EndReason | None, str, str | None]] = []  # per rejected draft
         usage_in = usage_out = 0
-        final: tuple[str, EndReason | None, str] | None = None
+        final: tuple[str, EndReason | None, str, str | None] | None = None
         text_before_end: str | None = None
         for attempt in range(guard.max_retries + 1):
             row = RowSpec(
@@ -194,6 +194,9 @@ class UserLMAPI(ModelAPI):
             usage_in += result.prompt_tokens
             usage_out += len(result.token_ids) + (1 if result.stop_token is not None else 0)
             text, raw = self._decode(result.token_ids)
+            first_token = (
+                None if result.first_content_token is None else tokenizer.decode([result.first_content_token])
+            )
             parsed = parse_turn(text)
             rejection: Rejection | None
             if parsed.end_reason is not None:
@@ -220,6 +223,7 @@ class UserLMAPI(ModelAPI):
                     "new_tokens": len(result.token_ids),
                     "decision": "accepted" if rejection is None else f"rejected: {rejection.reason.value}",
                     "detail": None if rejection is None else rejection.detail,
+                    "first_token": first_token,
                     "first_token_bans": result.first_token_bans,
                     "batch_size": result.batch_size,
                     "queued_s": round(result.queued_s, 4),
@@ -227,11 +231,11 @@ class UserLMAPI(ModelAPI):
                 }
             )
             if rejection is None:
-                final = (parsed.text, parsed.end_reason, result.finish)
+                final = (parsed.text, parsed.end_reason, result.finish, first_token)
                 text_before_end = parsed.text_before_end
                 break
             rejected.append(rejection)
-            drafts.append((parsed.text, parsed.end_reason, result.finish))
+            drafts.append((parsed.text, parsed.end_reason, result.finish, first_token))
 
         exhausted = final is None
         if final is None:  # every draft failed: return the least bad one, flagged
@@ -239,7 +243,7 @@ class UserLMAPI(ModelAPI):
             final = drafts[best]
             attempts[best]["decision"] += " (returned: retries exhausted)"
             del rejected[best]
-        text, end_reason, finish = final
+        text, end_reason, finish, first_token = final
         if end_reason is not None:
             text = ""
 
@@ -252,6 +256,7 @@ class UserLMAPI(ModelAPI):
             "user_turns_in_input": user_turns_in_input,
             "text_before_end": text_before_end,
             "finish": finish,
+            "first_token": first_token,
             "seed": seed,
             "seed_source": seed_source,
             "temperature": temperature,

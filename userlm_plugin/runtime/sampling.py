@@ -142,6 +142,10 @@ class RowSampler(LogitsProcessor):
         self.seconds += time.perf_counter() - t0
         return out
 
+    def first_content_tokens(self) -> list[int | None]:
+        """Per row: the first non-whitespace token drawn (the one the first-token filter governs)."""
+        return [st.content[0] if st.content else None for st in self.state]
+
     def finish_reasons(self) -> list[str]:
         """Per row: "stop" when the row drew a stop token itself, "max_tokens" when its budget ran out."""
         self._advance()
