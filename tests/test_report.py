@@ -1,0 +1,238 @@
+"""`userlm-plugin compare` on logs made here: two mock providers x two settings (single-turn and a simulated
+user), two epochs each, with costs; numbers in the table are checked against the logs, the PNG must be
+written, and runs whose simulator differs within a setting must be flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from inspect_ai import Task, eval
+from inspect_ai.dataset import Sample
+from inspect_ai.log import read_eval_log
+from inspect_ai.model import ChatMessage, ModelOutput, ModelUsage, get_model
+from inspect_ai.scorer import match
+from inspect_ai.solver import generate, prompt_template
+
+from userlm_plugin import END_CONVERSATION, with_simulated_user
+from userlm_plugin.cli import main
+from userlm_plugin.report import build_comparison, compare_logs, load_runs
+from userlm_plugin.report.render import COLUMNS, row_cells
+
+QUESTIONS = {"q1": ("How many legs do 2 cats have?", "8"), "q2": ("What is 6 times 7?", "42")}
+EPOCHS = 2
+COST = {"mockllm/alpha": 0.001, "mockllm/beta": 0.003}
+# answer k of each question for each provider, k = that question's call number (so epochs differ)
+ANSWERS = {
+    "mockllm/alpha": {"q1": ["8", "8"], "q2": ["42", "41"]},  # single-turn P = 75
+    "mockllm/beta": {"q1": ["8", "3"], "q2": ["1", "1"]},  # single-turn P = 25
+}
+SIM_ANSWERS = {
+    "mockllm/alpha": {"q1": ["8", "5"], "q2": ["1", "42"]},  # simulated P = 50
+    "mockllm/beta": {"q1": ["2", "2"], "q2": ["1", "1"]},  # simulated P = 0
+}
+
+
+def out(text: str, model: str) -> ModelOutput:
+    output = ModelOutput.from_content(model, text)
+    output.usage = ModelUsage(
+        input_tokens=10, output_tokens=5, total_tokens=15, total_cost=COST.get(model, 0.0005)
+    )
+    return output
+
+
+def _qid(messages: list[ChatMessage]) -> str:
+    text = "\n".join(m.text for m in messages)
+    return next(q for q, (question, _) in QUESTIONS.items() if question in text or question[:12] in text)
+
+
+def assistant(model: str, answers: dict[str, dict[str, list[str]]]) -> Callable[..., ModelOutput]:
+    """A deterministic mock provider: the k-th final answer it gives to question q is answers[q][k]."""
+    table = answers.get(model, answers["mockllm/alpha"])
+    calls: dict[str, int] = defaultdict(int)
+
+    def respond(messages: list[ChatMessage], *_: Any) -> ModelOutput:
+        last = next(m.text for m in reversed(messages) if m.role == "user")
+        if "answer please" not in last and "Answer:" not in last:
+            return out("Could you tell me more?", model)
+        q = _qid(messages)
+        k = calls[q]
+        calls[q] += 1
+        return out(f"ANSWER: {table[q][k % len(table[q])]}", model)
+
+    return respond
+
+
+def user_lm(messages: list[ChatMessage], *_: Any) -> ModelOutput:
+    """Stand-in User LM (role `user`): first half of the question, then asks for the answer, then leaves."""
+    question = next(q for q, _ in QUESTIONS.values() if q in messages[0].text)
+    asked = sum(1 for m in messages if m.role == "assistant")
+    return out(
+        [f"{question[:12]} ...{question[12:]}", "answer please", END_CONVERSATION][min(asked, 2)], "user"
+    )
+
+
+def base_task() -> Task:
+    return Task(
+        dataset=[Sample(id=q, input=text, target=target) for q, (text, target) in QUESTIONS.items()],
+        solver=[prompt_template("{prompt}\nAnswer: give the number."), generate()],
+        scorer=match(numeric=True),
+        epochs=EPOCHS,
+        name="arith",
+    )
+
+
+def run(
+    log_dir: Path, model: str, simulated: bool, simulator: Any = "userlm", setting: str | None = None
+) -> None:
+    task = base_task()
+    roles = {}
+    if simulated:
+        task = with_simulated_user(task, simulator=simulator, max_turns=4, setting=setting)
+        roles = {"user": get_model("mockllm/user", custom_outputs=user_lm)}
+    answers = SIM_ANSWERS if simulated else ANSWERS
+    log = eval(
+        task,
+        model=get_model(model, custom_outputs=assistant(model, answers)),
+        model_roles=roles or None,
+        log_dir=str(log_dir),
+        display="none",
+        max_samples=1,
+    )[0]
+    assert log.status == "success", log.error
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    log_dir = tmp_path_factory.mktemp("logs")
+    for model in ANSWERS:
+        run(log_dir, model, simulated=False)
+        run(log_dir, model, simulated=True)
+    return log_dir
+
+
+def _expected_from_log(path: str) -> dict[str, float]:
+    """P/A90/U/cost computed straight from the log with numpy, independently of the report code."""
+    log = read_eval_log(path)
+    by_id: dict[str, list[float]] = defaultdict(list)
+    for s in log.samples:
+        by_id[str(s.id)].append(100.0 if s.scores["match"].value == "C" else 0.0)
+    per = [
+        (np.mean(v), np.percentile(v, 90), np.percentile(v, 90) - np.percentile(v, 10))
+        for v in by_id.values()
+    ]
+    return {
+        "P": float(np.mean([p[0] for p in per])),
+        "A90": float(np.mean([p[1] for p in per])),
+        "U": float(np.mean([p[2] for p in per])),
+        "cost": log.stats.model_usage[log.eval.model].total_cost,
+    }
+
+
+def test_table_numbers_match_the_logs(logs: Path, tmp_path: Path) -> None:
+    comparison, files = compare_logs(logs, tmp_path / "report")
+    assert comparison.flags == [], [f.message for f in comparison.flags]
+    rows = {(r.model, r.setting): r for r in comparison.rows}
+    assert set(rows) == {(m, s) for m in ANSWERS for s in ("single-turn", "simulated")}
+    assert {r.base_task for r in comparison.rows} == {"arith"}  # wrapped runs compare with the original
+
+    # hand-known P (order-invariant): alpha 75 -> 50, beta 25 -> 0
+    assert rows[("mockllm/alpha", "single-turn")].metrics.P == pytest.approx(75.0)
+    assert rows[("mockllm/alpha", "simulated")].metrics.P == pytest.approx(50.0)
+    assert rows[("mockllm/beta", "simulated")].metrics.P == pytest.approx(0.0)
+    for row in comparison.rows:
+        expected = _expected_from_log(row.log)
+        assert row.metrics.P == pytest.approx(expected["P"])
+        assert row.metrics.A90 == pytest.approx(expected["A90"])
+        assert row.metrics.U == pytest.approx(expected["U"])
+        assert row.metrics.instructions == 2 and row.metrics.runs == 2 * EPOCHS
+        assert row.cost == pytest.approx(expected["cost"])
+    # alpha single-turn: q1 [100,100], q2 [100,0] -> A90 = (100 + 90)/2, U = (0 + 80)/2
+    alpha = rows[("mockllm/alpha", "single-turn")]
+    assert (alpha.metrics.A90, alpha.metrics.U) == (pytest.approx(95.0), pytest.approx(40.0))
+    # costs: single-turn = 1 call per conversation; simulated = 2 assistant calls, 3 user calls
+    assert alpha.cost == pytest.approx(4 * 0.001)
+    sim = rows[("mockllm/alpha", "simulated")]
+    assert sim.cost == pytest.approx(8 * 0.001) and sim.user_cost == pytest.approx(12 * 0.0005)
+    assert sim.turns == pytest.approx(2.0) and alpha.turns == pytest.approx(1.0)
+    assert sim.baseline == "single-turn"
+    assert sim.delta_P == pytest.approx(-25.0) and sim.drop_P == pytest.approx(-100 / 3)
+    assert rows[("mockllm/beta", "simulated")].drop_P == pytest.approx(-100.0)
+
+    # the rendered table shows the same numbers
+    md = files.markdown.read_text()
+    cells = row_cells(sim)
+    assert "| " + " | ".join(cells) + " |" in md
+    assert cells[COLUMNS.index("P")] == "50.0" and cells[COLUMNS.index("ΔP %")] == "-33.3"
+    html = files.html.read_text()
+    assert "<td>mockllm/beta</td>" in html and "-100.0" in html
+    assert json.loads(files.json.read_text())["rows"][0]["metrics"]["P"] >= 0
+    assert files.png is not None and files.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert files.png.stat().st_size > 5000
+
+
+def test_mismatched_simulators_in_one_setting_are_flagged(logs: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(logs, mixed)
+    # a third provider run whose simulator differs (scripted instead of the User LM) under the same label
+    script = {"simulator": "scripted", "turns": ["How many legs do 2 cats have? answer please"]}
+    run(mixed, "mockllm/gamma", simulated=True, simulator=script)
+    runs, skipped = load_runs(str(mixed))
+    assert skipped == []
+    comparison = build_comparison(runs)
+    kinds = [f.kind for f in comparison.flags]
+    assert "simulator_mismatch" in kinds
+    flag = comparison.flags[kinds.index("simulator_mismatch")]
+    assert flag.setting == "simulated" and len(flag.logs) == 3
+    assert "scripted" in flag.message and "userlm" in flag.message
+    flagged = {r.model for r in comparison.rows if r.setting == "simulated" and r.flags}
+    assert flagged == {"mockllm/alpha", "mockllm/beta", "mockllm/gamma"}
+    assert all(not r.flags for r in comparison.rows if r.setting == "single-turn")
+
+    # the CLI writes the report, lists the flag, and --strict fails
+    assert main(["compare", str(mixed), "--out", str(tmp_path / "out")]) == 0
+    assert "simulator_mismatch" in (tmp_path / "out" / "comparison.md").read_text()
+    assert "⚠" in (tmp_path / "out" / "comparison.md").read_text()
+    assert main(["compare", str(mixed), "--out", str(tmp_path / "out"), "--strict"]) == 2
+
+
+def test_a_separate_setting_label_is_not_a_mismatch(logs: Path, tmp_path: Path) -> None:
+    labelled = tmp_path / "labelled"
+    shutil.copytree(logs, labelled)
+    script = {"simulator": "scripted", "turns": ["What is 6 times 7? answer please"]}
+    run(labelled, "mockllm/alpha", simulated=True, simulator=script, setting="scripted")
+    comparison = build_comparison(load_runs(str(labelled))[0])
+    assert [f.kind for f in comparison.flags] == []
+    row = next(r for r in comparison.rows if r.setting == "scripted")
+    assert row.baseline == "single-turn" and row.turns == pytest.approx(1.0)
+
+
+def test_dataset_and_eval_arg_differences_are_flagged(logs: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(logs, other)
+    task = base_task()
+    task.dataset = type(task.dataset)(list(task.dataset), name="arith-v2", location="arith-v2.jsonl")
+    log = eval(
+        task,
+        model=get_model("mockllm/delta", custom_outputs=assistant("mockllm/delta", ANSWERS)),
+        log_dir=str(other),
+        display="none",
+    )[0]
+    assert log.status == "success"
+    comparison = build_comparison(load_runs(str(other))[0])
+    (flag,) = [f for f in comparison.flags if f.kind == "dataset_mismatch"]
+    assert "arith-v2" in flag.message
+
+
+def test_cli_errors_on_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(tmp_path)]) == 1
+    assert "No comparable runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["nonsense"])

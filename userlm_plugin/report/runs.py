@@ -1,0 +1,227 @@
+"""Read one Inspect log into a `RunSummary`: what was run (task, model, setting, simulator, data) and the
+per-sample facts a comparison needs (scores per sample and epoch, turns, cost).
+
+Only Inspect's public log API is used (`read_eval_log`, `read_eval_log_samples`), so the report works on
+any log directory, including ones made by `inspect eval-set` with several `--model` values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import conversation_from_store
+
+SINGLE_TURN = "single-turn"
+SIMULATED = "simulated"
+
+WRAP_METADATA_KEY = "userlm_wrap"  # same value as userlm_plugin.wrap.WRAP_METADATA_KEY (kept import-light)
+
+SIMULATION_ARGS = frozenset({"simulator", "max_turns", "user_model", "intent", "allow", "setting", "task"})
+"""Task args that configure the simulation (or name the wrapped task), not the underlying eval."""
+
+
+@dataclass
+class RunSummary:
+    """One log, reduced to what `build_comparison` needs."""
+
+    log: str
+    task: str
+    """`log.eval.task` as logged (e.g. `gsm8k+simulated_user`)."""
+    base_task: str
+    """The eval being compared across settings: the wrapped task for `simulate` runs, else `task`."""
+    model: str
+    setting: str
+    simulated: bool
+    scorer: str
+    scores: dict[str, list[float]]
+    """Sample id -> scores (0..100), one per epoch."""
+    user_turns: list[int]
+    """Per scored conversation: simulated user turns (1 for single-turn runs)."""
+    assistant_turns: list[int]
+    cost: float | None
+    """Assistant (model under test) cost in USD, None when no provider reported one."""
+    user_cost: float | None
+    """Simulated user (role `user`) cost in USD."""
+    simulator: dict[str, Any]
+    """Simulator identity (name, settings, role model, simulation task args); {} for single-turn runs."""
+    dataset: dict[str, Any]
+    """Dataset identity (name, location, task version, any revision)."""
+    eval_args: dict[str, Any]
+    """Task args of the underlying eval (simulation args removed)."""
+    epochs: int
+    created: str
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sample_ids(self) -> frozenset[str]:
+        return frozenset(self.scores)
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-normal form, so dicts from different sources compare equal when their content does."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _score_value(value: Any, scorer: str, log: str) -> float:
+    from inspect_ai.scorer import value_to_float
+
+    if isinstance(value, dict):
+        numeric = [v for v in value.values() if isinstance(v, int | float)]
+        if len(numeric) != 1:
+            raise ValueError(
+                f"{log}: scorer '{scorer}' returns a dict {sorted(value)}; pick one numeric key with "
+                "--scorer NAME (a scorer with a single number or C/I value)."
+            )
+        value = numeric[0]
+    return 100.0 * value_to_float()(value)
+
+
+def _role_usage_cost(usage: Any) -> float | None:
+    return None if usage is None else usage.total_cost
+
+
+def _user_role(log: Any) -> Any:
+    roles = log.eval.model_roles or {}
+    user = roles.get("user")
+    if user is None:
+        return None
+    configs = user if isinstance(user, list) else [user]
+    return [
+        {
+            "model": c.model,
+            "args": c.args,
+            "config": c.config.model_dump(exclude_none=True),
+            "base_url": c.base_url,
+        }
+        for c in configs
+    ]
+
+
+def _dataset_identity(log: Any) -> dict[str, Any]:
+    ds = log.eval.dataset
+    revisions = {
+        k: v
+        for source in (log.eval.task_args or {}, log.eval.metadata or {})
+        for k, v in source.items()
+        if "revision" in k.lower()
+    }
+    return _canonical(
+        {
+            "name": ds.name,
+            "location": ds.location,
+            "task_version": log.eval.task_version,
+            "revision": revisions,
+        }
+    )
+
+
+def load_run(path: str, scorer: str | None = None) -> RunSummary:
+    """Summarize the log at `path`. `scorer`: which score to use (default: the log's first scorer)."""
+    from inspect_ai.log import read_eval_log, read_eval_log_samples
+
+    header = read_eval_log(path, header_only=True)
+    if header.status != "success":
+        raise ValueError(f"{path}: status '{header.status}' (only successful runs are compared)")
+    results = header.results
+    names = [s.name for s in (results.scores if results else [])]
+    if scorer is None:
+        if not names:
+            raise ValueError(f"{path}: the log has no scores")
+        scorer = names[0]
+    elif scorer not in names:
+        raise ValueError(f"{path}: no scorer '{scorer}' (it has {names})")
+
+    scores: dict[str, list[float]] = {}
+    user_turns: list[int] = []
+    assistant_turns: list[int] = []
+    sim_names: set[str] = set()
+    sim_configs: list[Any] = []
+    simulated = False
+    errors = 0
+    for sample in read_eval_log_samples(path, all_samples_required=False):
+        score = (sample.scores or {}).get(scorer)
+        if sample.error is not None or score is None:
+            errors += 1
+            continue
+        scores.setdefault(str(sample.id), []).append(_score_value(score.value, scorer, path))
+        conversation = conversation_from_store(dict(sample.store or {}))
+        if conversation.turns:
+            simulated = True
+            user_turns.append(conversation.user_turns)
+            assistant_turns.append(conversation.assistant_turns)
+            sim_names.add(conversation.simulator)
+            config = _canonical(conversation.simulator_config)
+            if config not in sim_configs:
+                sim_configs.append(config)
+        else:
+            user_turns.append(sum(1 for m in sample.messages if m.role == "user"))
+            assistant_turns.append(sum(1 for m in sample.messages if m.role == "assistant"))
+
+    task_args = dict(header.eval.task_args or {})
+    metadata = dict(header.eval.metadata or {})
+    wrap = metadata.get(WRAP_METADATA_KEY) or {}
+    setting = task_args.get("setting") or wrap.get("setting") or (SIMULATED if simulated else SINGLE_TURN)
+    base_task = wrap.get("wrapped_task") or header.eval.task
+    eval_args = {k: v for k, v in task_args.items() if k not in SIMULATION_ARGS}
+    notes: list[str] = []
+    simulator: dict[str, Any] = {}
+    if simulated:
+        simulator = _canonical(
+            {
+                "simulator": sorted(sim_names),
+                "simulator_config": sim_configs,
+                "user_role": _user_role(header),
+                "simulation_args": {k: v for k, v in task_args.items() if k in SIMULATION_ARGS - {"setting"}},
+            }
+        )
+        if len(sim_names) > 1 or len(sim_configs) > 1:
+            notes.append(f"samples disagree on the simulator within this run: {sorted(sim_names)}")
+
+    stats = header.stats
+    model = header.eval.model
+    usage = stats.model_usage.get(model) if stats else None
+    cost = usage.total_cost if usage is not None else None
+    user_cost = _role_usage_cost(stats.role_usage.get("user")) if stats else None
+    role = _user_role(header)
+    if cost is not None and user_cost is not None and role and any(r["model"] == model for r in role):
+        cost -= user_cost  # the user role ran on the same model: model_usage holds both
+    epochs = header.eval.config.epochs or 1
+    return RunSummary(
+        log=path,
+        task=header.eval.task,
+        base_task=base_task,
+        model=model,
+        setting=str(setting),
+        simulated=simulated,
+        scorer=scorer,
+        scores=scores,
+        user_turns=user_turns,
+        assistant_turns=assistant_turns,
+        cost=cost,
+        user_cost=user_cost,
+        simulator=simulator,
+        dataset=_dataset_identity(header),
+        eval_args=_canonical(eval_args),
+        epochs=epochs,
+        created=header.eval.created,
+        errors=errors,
+        notes=notes,
+    )
+
+
+def load_runs(log_dir: str, scorer: str | None = None) -> tuple[list[RunSummary], list[tuple[str, str]]]:
+    """Every log under `log_dir` (recursively): (runs, skipped [(log, why)])."""
+    from inspect_ai.log import list_eval_logs
+
+    runs: list[RunSummary] = []
+    skipped: list[tuple[str, str]] = []
+    for info in list_eval_logs(str(log_dir), recursive=True, descending=False):
+        path = info.name.removeprefix("file://")
+        try:
+            runs.append(load_run(path, scorer=scorer))
+        except ValueError as ex:
+            skipped.append((path, str(ex)))
+    return runs, skipped
