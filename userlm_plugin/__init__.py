@@ -14,9 +14,13 @@ from .simulators import (
     sharded_user,
     userlm_user,
 )
+from .simulators.replay import replay_user
 from .turns import END_CONVERSATION, EndReason, Rejection, RejectReason, StopReason, TurnRecord, UserTurn
+from .wrap import with_simulated_user
 
 __all__ = [
+    "replay_user",
+    "with_simulated_user",
     "SimulationContext",
     "Simulator",
     "load_simulator",

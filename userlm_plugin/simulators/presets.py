@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from .base import Simulator
 from .prompted import PromptedConfig, PromptedUser
+from .replay import ReplayConfig, ReplayUser
 from .scripted import ScriptedConfig, ScriptedUser
 from .sharded import ShardedConfig, ShardedUser
 from .userlm import UserLMConfig, UserLMUser
@@ -53,6 +54,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "sharded": Preset(ShardedConfig, ShardedUser, summary="Lost in Conversation's sharded user"),
     "scripted": Preset(ScriptedConfig, ScriptedUser, summary="fixed turns or shards in order, no model"),
+    "replay": Preset(ReplayConfig, ReplayUser, summary="the user turns of an earlier run's log, per sample and epoch"),
 }
 """Simulator names accepted by `simulated_user(simulator=...)` and by a preset file's `simulator` key."""
 
