@@ -6,6 +6,7 @@ called on the resulting SampleScores, grouped the way Inspect hands them over (o
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -177,7 +178,9 @@ async def test_scorers_skip_other_probes_and_empty_runs() -> None:
     empty = TaskState(ModelName("none/none"), "e", 1, "", [], metadata={})
     [score] = await score_all(quality.intent_decomposition(), [empty])
     assert score.score.value["turns_scored"] == 0
-    assert quality.intent_overlap_pct()([score]) is None
+    assert math.isnan(
+        quality.intent_overlap_pct()([score])
+    )  # not applicable: NaN, as Inspect metrics must be float
 
 
 # ------------------------------------------------------------------------------------------------- judges
@@ -246,7 +249,7 @@ async def test_role_adherence_verdict_reason_and_unparseable() -> None:
     assert score.value == {"adherent": None, "verdict": "unparseable"}
     assert "no idea" in score.explanation
     scores = [SampleScore(score=score, sample_id="p1")]
-    assert judges.role_adherence_pct()(scores) is None
+    assert math.isnan(judges.role_adherence_pct()(scores))
     assert judges.judge_unparseable_pct()(scores) == 100.0
 
     ended = await good(probe_state(None), Target(""))  # leaving is staying a user; the judge is not called

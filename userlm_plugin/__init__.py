@@ -5,6 +5,15 @@ themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` e
 """
 
 from .conversation import simulated_user
+from .scoring.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.quality import (
+    conversation_variety,
+    first_turn_quality,
+    guardrail_activity,
+    intent_decomposition,
+    simulation_quality_scorers,
+    termination,
+)
 from .simulators import (
     SimulationContext,
     Simulator,
@@ -19,6 +28,15 @@ from .turns import END_CONVERSATION, EndReason, Rejection, RejectReason, StopRea
 from .wrap import with_simulated_user
 
 __all__ = [
+    "conversation_variety",
+    "first_turn_quality",
+    "guardrail_activity",
+    "intent_adherence",
+    "intent_coverage",
+    "intent_decomposition",
+    "role_adherence",
+    "simulation_quality_scorers",
+    "termination",
     "replay_user",
     "with_simulated_user",
     "SimulationContext",

@@ -6,4 +6,12 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 # ruff: noqa: F401
 from .conversation import simulated_user
 from .providers import litellm, userlm
+from .scoring.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.quality import (
+    conversation_variety,
+    first_turn_quality,
+    guardrail_activity,
+    intent_decomposition,
+    termination,
+)
 from .wrap import simulate

@@ -25,7 +25,14 @@ from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric
 from inspect_ai.solver import TaskState
 
 from ..simulators.base import SimulationContext
-from .quality import conversation_intent, group_key, read_conversation, sent_turns, skip_sample
+from .quality import (
+    NOT_APPLICABLE,
+    conversation_intent,
+    group_key,
+    read_conversation,
+    sent_turns,
+    skip_sample,
+)
 
 UNPARSEABLE = "unparseable"
 """Verdict recorded when the judge's reply names none of the allowed labels."""
@@ -168,14 +175,14 @@ def _adherence_scorer(prompt_name: str, judge: str | Model | None, probe: str | 
     return score
 
 
-def _adherence(scores: list[SampleScore]) -> float | None:
+def _adherence(scores: list[SampleScore]) -> float:
     """Mean of `adherent` over judged samples (None values excluded), in percent."""
     values = [
         float(s.score.value["adherent"])
         for s in scores
         if isinstance(s.score.value, dict) and s.score.value.get("adherent") is not None
     ]
-    return statistics.fmean(values) * 100 if values else None
+    return statistics.fmean(values) * 100 if values else NOT_APPLICABLE
 
 
 @metric(scores="unreduced")
@@ -183,7 +190,13 @@ def role_adherence_pct() -> Metric:
     """Role adherence (paper.md §2.6 metric 5), in percent: share of judged next user turns that stay in
     the user role (do not answer their own question, do not write as the assistant). Unparseable judge
     replies are excluded. Paper: UserLM-8b 93.95, GPT-4o 38.85, GPT-4o-mini 80.20."""
-    return lambda scores: _adherence(scores)
+
+    def compute(
+        scores: list[SampleScore],
+    ) -> float:  # annotated: Inspect picks the SampleScore signature by it
+        return _adherence(scores)
+
+    return compute
 
 
 @metric(scores="unreduced")
@@ -191,16 +204,22 @@ def intent_adherence_pct() -> Metric:
     """Intent adherence (paper.md §2.6 metric 6), in percent: share of judged next user turns that refuse
     the assistant's diversion and return to the intent (judge label REFUSED). Unparseable replies and users
     who ended are excluded. Paper: UserLM-8b 94.65, GPT-4o 70.95, GPT-4o-mini 88.70."""
-    return lambda scores: _adherence(scores)
+
+    def compute(
+        scores: list[SampleScore],
+    ) -> float:  # annotated: Inspect picks the SampleScore signature by it
+        return _adherence(scores)
+
+    return compute
 
 
 @metric(scores="unreduced")
 def judge_unparseable_pct() -> Metric:
     """Percent of judged samples whose judge reply had no recognisable verdict (check the judge model)."""
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         if not scores:
-            return None
+            return NOT_APPLICABLE
         bad = sum(
             isinstance(s.score.value, dict) and s.score.value.get("verdict") == UNPARSEABLE for s in scores
         )
@@ -250,13 +269,13 @@ def intent_coverage_pct() -> Metric:
     mean share of the intent's information units the user revealed. With shards: revealed shard ids /
     all shard ids (`Conversation.revealed_shards`); without: the judge's covered/total units estimate."""
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         values = [
             float(s.score.value["coverage"])
             for s in scores
             if isinstance(s.score.value, dict) and s.score.value.get("coverage") is not None
         ]
-        return statistics.fmean(values) * 100 if values else None
+        return statistics.fmean(values) * 100 if values else NOT_APPLICABLE
 
     return compute
 

@@ -68,8 +68,12 @@ def _values(scores: Sequence[SampleScore], key: str) -> list[float]:
     return out
 
 
-def _mean(values: Sequence[float], scale: float = 1.0) -> float | None:
-    return statistics.fmean(values) * scale if values else None
+NOT_APPLICABLE = float("nan")
+"""What a scalar metric reports when no sample it applies to exists (Inspect metrics cannot return None)."""
+
+
+def _mean(values: Sequence[float], scale: float = 1.0) -> float:
+    return statistics.fmean(values) * scale if values else NOT_APPLICABLE
 
 
 def _groups(scores: Sequence[SampleScore]) -> dict[str, list[SampleScore]]:
@@ -80,8 +84,8 @@ def _groups(scores: Sequence[SampleScore]) -> dict[str, list[SampleScore]]:
     return grouped
 
 
-def _mean_metric(key: str, scale: float = 1.0) -> Callable[[list[SampleScore]], float | None]:
-    def compute(scores: list[SampleScore]) -> float | None:
+def _mean_metric(key: str, scale: float = 1.0) -> Callable[[list[SampleScore]], float]:
+    def compute(scores: list[SampleScore]) -> float:
         return _mean(_values(scores, key), scale)
 
     return compute
@@ -89,12 +93,12 @@ def _mean_metric(key: str, scale: float = 1.0) -> Callable[[list[SampleScore]], 
 
 def _ratio_metric(
     numerator: str, denominator: str, scale: float = 100.0
-) -> Callable[[list[SampleScore]], float | None]:
+) -> Callable[[list[SampleScore]], float]:
     """Pooled ratio sum(numerator) / sum(denominator): every turn weighs the same, whatever its conversation."""
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         den = sum(_values(scores, denominator))
-        return sum(_values(scores, numerator)) / den * scale if den else None
+        return sum(_values(scores, numerator)) / den * scale if den else NOT_APPLICABLE
 
     return compute
 
@@ -111,10 +115,10 @@ def first_turn_unique_unigram_pct() -> Metric:
     for the size-independent reading.
     """
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         texts = [t for s in scores if (t := (s.score.metadata or {}).get("first_turn"))]
         ratio = qm.distinct_unigram_ratio(texts)
-        return None if ratio is None else ratio * 100
+        return NOT_APPLICABLE if ratio is None else ratio * 100
 
     return compute
 
@@ -128,10 +132,10 @@ def first_turn_pairwise_difference_pct() -> Metric:
     GPT-4o 74.42) with care, the exact formula is unverified (paper.md §7 Q5).
     """
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         texts = [t for s in scores if (t := (s.score.metadata or {}).get("first_turn"))]
         value = qm.mean_pairwise_jaccard_distance(texts)
-        return None if value is None else value * 100
+        return NOT_APPLICABLE if value is None else value * 100
 
     return compute
 
@@ -209,10 +213,10 @@ def intent_overlap_pct() -> Metric:
     GPT-4o 7.68 (unit unverified; see `intent_overlap_words_per_turn`).
     """
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         total = sum(_values(scores, "overlap_sum"))
         count = sum(_values(scores, "turns_scored"))
-        return total / count * 100 if count else None
+        return total / count * 100 if count else NOT_APPLICABLE
 
     return compute
 
@@ -273,13 +277,13 @@ def turn_variance_within_intent() -> Metric:
     turns across repeated simulations (epochs) of the same intent, averaged over intents with >= 2 runs.
     Paper: GPT-4o-mini 0.9, GPT-4o 0.6, UserLM-8b 2.8."""
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         variances = []
         for group in _groups(scores).values():
             spread = qm.length_spread([int(v) for v in _values(group, "user_turns")])
             if spread is not None and len(group) >= 2:
                 variances.append(spread[0])
-        return statistics.fmean(variances) if variances else None
+        return statistics.fmean(variances) if variances else NOT_APPLICABLE
 
     return compute
 
@@ -312,13 +316,13 @@ def unigram_difference_within_intent() -> Metric:
     Jaccard distance between the runs' sets of user-turn unigrams (`quality_metrics.unigram_difference`);
     then the mean over intents. 0..1, higher = repeats of one intent are worded more differently."""
 
-    def compute(scores: list[SampleScore]) -> float | None:
+    def compute(scores: list[SampleScore]) -> float:
         per_intent = [
             qm.unigram_difference([(s.score.metadata or {}).get("user_texts") or [] for s in group])
             for group in _groups(scores).values()
         ]
         values = [v for v in per_intent if v is not None]
-        return statistics.fmean(values) if values else None
+        return statistics.fmean(values) if values else NOT_APPLICABLE
 
     return compute
 
@@ -403,12 +407,13 @@ def termination(probe: str | None = None) -> Scorer:
             "hit_turn_cap": float(stop == StopReason.MAX_TURNS),
             "should_end": None if should_end is None else float(bool(should_end)),
         }
-        explanation = f"stop_reason={stop.value if stop else None}"
+        # str(): a Conversation read back from a log holds these enums as plain strings
+        explanation = f"stop_reason={str(stop) if stop else None}"
         if conversation.end_reason:
-            explanation += f", end_reason={conversation.end_reason.value}"
+            explanation += f", end_reason={str(conversation.end_reason)}"
         if should_end is not None:
             explanation += f", should_end={bool(should_end)}"
-        return Score(value=value, answer=stop.value if stop else None, explanation=explanation)
+        return Score(value=value, answer=str(stop) if stop else None, explanation=explanation)
 
     return score
 
@@ -461,7 +466,7 @@ def guardrail_activity(probe: str | None = None) -> Scorer:
         reasons: dict[str, int] = defaultdict(int)
         for record in records:
             for rejection in record.rejected:
-                reasons[rejection.reason.value] += 1
+                reasons[str(rejection.reason)] += 1
         value = {
             "turn_records": len(records),
             "sent_turns": sum(r.text is not None for r in records),
