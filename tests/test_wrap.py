@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from inspect_ai import Task, eval
+from inspect_ai._eval.registry import task_create
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessage, ModelOutput, ModelUsage, get_model
 from inspect_ai.scorer import match
@@ -28,6 +29,7 @@ from inspect_ai.solver import (
 
 from userlm_plugin import END_CONVERSATION, with_simulated_user
 from userlm_plugin.records import conversation_from_store
+from userlm_plugin.report import compare_logs
 from userlm_plugin.wrap import WRAP_METADATA_KEY, UnwrappableTaskError, simulate
 
 pytest.importorskip("inspect_evals")
@@ -184,6 +186,16 @@ def test_registered_simulate_task_passes_args_to_wrapped_task(offline_hub: None,
     for sample in log.samples:
         assert [m.role for m in sample.messages] == ["user", "assistant", "user", "assistant"]
     assert sorted(s.scores["match"].value for s in log.samples) == ["C", "I"]
+
+    # the documented recipe: the unwrapped task in the same log dir compares with it, unflagged
+    single = task_create("inspect_evals/gsm8k", fewshot=0)
+    answers = [out("ANSWER: 7"), out("ANSWER: 60")]
+    eval(single, model=get_model("mockllm/alpha", custom_outputs=answers), display="none", log_dir=str(tmp_path),
+         max_samples=1)  # fmt: skip
+    comparison, _ = compare_logs(tmp_path, tmp_path / "report")
+    assert comparison.flags == [], [f.message for f in comparison.flags]
+    rows = {(r.base_task, r.setting): r.metrics.P for r in comparison.rows}
+    assert rows == {("inspect_evals/gsm8k", "single-turn"): 100.0, ("inspect_evals/gsm8k", "userlm"): 50.0}
 
 
 def test_simulate_is_registered_under_the_package_namespace(tmp_path) -> None:

@@ -217,6 +217,7 @@ def with_simulated_user(
         roles["user"] = user_model
     wrap_info = {
         "wrapped_task": original,
+        "task_args": _task_args(task),
         "simulator": _describe_simulator(simulator),
         "max_turns": max_turns,
         "intent_source": intent,
@@ -234,6 +235,18 @@ def with_simulated_user(
         name=f"{short}{WRAPPED_SUFFIX}",
         metadata={**(task.metadata or {}), WRAP_METADATA_KEY: wrap_info},
     )
+
+
+def _task_args(task_: Task) -> dict[str, Any]:
+    """The wrapped task's own arguments, defaults included (what its unwrapped log shows as task_args), so a
+    report can check the single-turn and simulated runs used the same eval settings."""
+    import json
+
+    from inspect_ai._eval.loader import resolve_task_args
+    from inspect_ai._eval.task.constants import TASK_ALL_PARAMS_ATTR
+
+    args = getattr(task_, TASK_ALL_PARAMS_ATTR, None) or resolve_task_args(task_)
+    return json.loads(json.dumps(args, default=str))
 
 
 def _load_task(spec: str, task_args: dict[str, Any]) -> Task:

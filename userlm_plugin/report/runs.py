@@ -165,7 +165,8 @@ def load_run(path: str, scorer: str | None = None) -> RunSummary:
     wrap = metadata.get(WRAP_METADATA_KEY) or {}
     setting = task_args.get("setting") or wrap.get("setting") or (SIMULATED if simulated else SINGLE_TURN)
     base_task = wrap.get("wrapped_task") or header.eval.task
-    eval_args = {k: v for k, v in task_args.items() if k not in SIMULATION_ARGS}
+    # the underlying eval's args: what the wrapper recorded (defaults included), else the run's own task args
+    eval_args = wrap.get("task_args", {k: v for k, v in task_args.items() if k not in SIMULATION_ARGS})
     notes: list[str] = []
     simulator: dict[str, Any] = {}
     if simulated:
@@ -175,6 +176,7 @@ def load_run(path: str, scorer: str | None = None) -> RunSummary:
                 "simulator_config": sim_configs,
                 "user_role": _user_role(header),
                 "simulation_args": {k: v for k, v in task_args.items() if k in SIMULATION_ARGS - {"setting"}},
+                "wrap": {k: wrap[k] for k in ("simulator", "max_turns", "intent_source") if k in wrap},
             }
         )
         if len(sim_names) > 1 or len(sim_configs) > 1:
