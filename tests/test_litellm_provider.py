@@ -27,6 +27,7 @@ import userlm_plugin._registry  # noqa: F401
 from userlm_plugin.providers.litellm_api import (
     LiteLLMAPI,
     LiteLLMBadRequest,
+    ModelServerUnreachable,
     classify_litellm_error,
     config_to_litellm,
 )
@@ -202,6 +203,21 @@ def test_auth_and_not_found_are_not_retried() -> None:
     assert not a.should_retry(missing) and not a.is_auth_failure(missing)
     assert classify_litellm_error(unavailable) is not None and a.should_retry(unavailable)
     assert not a.should_retry(ValueError("not an API error"))
+
+
+async def test_refused_connection_names_the_endpoint_and_is_retried() -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    a = api("litellm/openai/local", api_base=f"http://127.0.0.1:{port}/v1", api_key="x")
+    with pytest.raises(
+        ModelServerUnreachable, match=rf"cannot connect to http://127.0.0.1:{port}/v1"
+    ) as info:
+        await call(a, GenerateConfig(max_tokens=5))
+    decision = a.should_retry(info.value)
+    assert decision and decision.kind == "transient"
 
 
 def _task() -> Task:

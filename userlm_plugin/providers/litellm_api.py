@@ -82,6 +82,8 @@ def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
 
     if isinstance(ex, openai.RateLimitError):
         return RetryDecision.rate_limit(retry_after=_retry_after(ex))
+    if isinstance(ex, ModelServerUnreachable):
+        return RetryDecision.transient()
     if isinstance(
         ex,
         openai.BadRequestError
@@ -101,6 +103,31 @@ def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
             return RetryDecision.transient(retry_after=_retry_after(ex))
         return None
     return None
+
+
+def connection_failure(ex: BaseException) -> ConnectionError | None:
+    """The socket-level `ConnectionError` (refused, reset, aborted) behind a LiteLLM error, if that is what it
+    is. LiteLLM reports a refused connection as a 500 `InternalServerError` saying only "Connection error."."""
+    seen: BaseException | None = ex
+    for _ in range(12):  # bounded walk down the __cause__/__context__ chain
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class ModelServerUnreachable(Exception):
+    """The model server could not be reached (connection refused/reset). Retried as transient by Inspect."""
+
+    def __init__(self, model: str, api_base: str | None, cause: ConnectionError) -> None:
+        self.model = model
+        self.api_base = api_base
+        where = api_base or "the provider's default endpoint"
+        super().__init__(
+            f"litellm/{model}: cannot connect to {where} ({type(cause).__name__}: {cause}); is the server running?"
+        )
 
 
 def _retry_after(ex: BaseException) -> float | None:
@@ -291,6 +318,13 @@ class LiteLLMAPI(ModelAPI):
         except openai.BadRequestError as ex:
             call.set_error(_error_body(ex), time.monotonic() - start)
             return self._bad_request(ex), call
+        except openai.APIError as ex:
+            cause = connection_failure(ex)
+            if (
+                cause is not None
+            ):  # say which endpoint could not be reached (LiteLLM says "Connection error.")
+                raise ModelServerUnreachable(self.model_name, self.base_url, cause) from ex
+            raise
         elapsed = time.monotonic() - start
         dumped = response.model_dump()
         call.set_response(dumped, elapsed)
