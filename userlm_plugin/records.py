@@ -41,5 +41,12 @@ class Conversation(StoreModel):
 def conversation_from_store(store: Store | dict) -> Conversation:
     """Read a `Conversation` back from a live `Store` or from a log's `EvalSample.store` dict."""
     if isinstance(store, dict):
-        store = Store(store)
+        # A log holds enums as plain strings, and StoreModel skips coercion for scalars: restore them here so
+        # readers can rely on `.value` whether the record is live or read back.
+        data = dict(store)
+        for field, enum in (("stop_reason", StopReason), ("end_reason", EndReason)):
+            key = f"Conversation:{field}"
+            if isinstance(data.get(key), str):
+                data[key] = enum(data[key])
+        store = Store(data)
     return Conversation(store=store)
