@@ -5,7 +5,9 @@ themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` e
 """
 
 from .conversation import simulated_user
+from .scoring.code import code_scorer, code_stop_when, extract_function
 from .scoring.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.math import extract_last_number, math_scorer, math_stop_when
 from .scoring.quality import (
     conversation_variety,
     first_turn_quality,
@@ -14,6 +16,8 @@ from .scoring.quality import (
     simulation_quality_scorers,
     termination,
 )
+from .scoring.reliability import aptitude, ended_correct, performance, turns_used, unreliability
+from .scoring.runner import RunLimits, RunResult, TestSpec, run_tests
 from .simulators import (
     SimulationContext,
     Simulator,
@@ -39,6 +43,21 @@ __all__ = [
     "termination",
     "replay_user",
     "with_simulated_user",
+    "RunLimits",
+    "RunResult",
+    "TestSpec",
+    "aptitude",
+    "code_scorer",
+    "code_stop_when",
+    "ended_correct",
+    "extract_function",
+    "extract_last_number",
+    "math_scorer",
+    "math_stop_when",
+    "performance",
+    "run_tests",
+    "turns_used",
+    "unreliability",
     "SimulationContext",
     "Simulator",
     "load_simulator",

@@ -6,7 +6,9 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 # ruff: noqa: F401
 from .conversation import simulated_user
 from .providers import litellm, userlm
+from .scoring.code import code_scorer
 from .scoring.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.math import math_scorer
 from .scoring.quality import (
     conversation_variety,
     first_turn_quality,
@@ -14,4 +16,5 @@ from .scoring.quality import (
     intent_decomposition,
     termination,
 )
+from .scoring.reliability import aptitude, ended_correct, performance, turns_used, unreliability
 from .wrap import simulate
