@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from .records import Conversation
 from .simulators.base import Shard, SimulationContext, Simulator
 from .simulators.presets import load_simulator
-from .turns import StopReason, TurnRecord, UserTurn
+from .turns import EndReason, StopReason, TurnRecord, UserTurn
 
 METADATA_KEY = "simulated_user"
 """`state.metadata` key of the conversation summary (simulator, stop reason, turn counts)."""
@@ -70,43 +70,43 @@ def simulated_user(
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         ctx = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
         state.messages = [m for m in state.messages if m.role == "system"]
-        conv = state.store_as(Conversation)
-        conv.simulator, conv.simulator_config, conv.intent = sim.name, sim_config, ctx.intent
+        record = _Recorder(state, sim.name, sim_config, ctx.intent)
         try:
             while True:
-                if conv.user_turns >= max_turns:
-                    _stop(state, conv, StopReason.MAX_TURNS)
+                if record.user_turns >= max_turns:
+                    record.stop(StopReason.MAX_TURNS)
                     break
-                turn = await _user_turn(sim, ctx, state, conv)
+                turn = await _user_turn(sim, ctx, state, record)
                 if turn.ended:
-                    _stop(state, conv, StopReason.USER_ENDED)
+                    record.stop(StopReason.USER_ENDED)
                     break
                 state.messages.append(
                     ChatMessageUser(
                         content=turn.text or "",
-                        metadata={"simulator": sim.name, "turn": conv.user_turns, "shard_id": turn.shard_id},
+                        metadata={
+                            "simulator": sim.name,
+                            "turn": record.user_turns,
+                            "shard_id": turn.shard_id,
+                        },
                     )
                 )
                 state = await _assistant_turn(state, generate, assistant)
-                conv.assistant_turns = conv.assistant_turns + 1
-                _summarize(state, conv)
+                record.assistant_turn()
                 if stop_when is not None and await _check(stop_when, state):
-                    _stop(state, conv, StopReason.STOP_WHEN)
+                    record.stop(StopReason.STOP_WHEN)
                     break
         except LimitExceededError as ex:
-            _stop(state, conv, StopReason.LIMIT, limit=ex.type)
+            record.stop(StopReason.LIMIT, limit=ex.type)
             raise  # Inspect records the limit on the sample and still scores it
         return state
 
     return solve
 
 
-async def _user_turn(
-    sim: Simulator, ctx: SimulationContext, state: TaskState, conv: Conversation
-) -> UserTurn:
+async def _user_turn(sim: Simulator, ctx: SimulationContext, state: TaskState, record: _Recorder) -> UserTurn:
     """Ask the simulator for the next turn (outside the assistant's token/turn budget) and record it."""
-    index = conv.user_turns + 1
-    ctx.messages, ctx.turn, ctx.revealed = list(state.messages), index, list(conv.revealed_shards)
+    index = record.user_turns + 1
+    ctx.messages, ctx.turn, ctx.revealed = list(state.messages), index, list(record.revealed)
     async with span(f"user turn {index}", type="simulated_user"):
         try:
             with suspend_token_limit(), suspend_turn_limit():
@@ -114,15 +114,81 @@ async def _user_turn(
         except LimitExceededError:
             raise
         except Exception:
-            _stop(state, conv, StopReason.SIMULATOR_ERROR)
+            record.stop(StopReason.SIMULATOR_ERROR)
             raise
-        record = TurnRecord(index=index, simulator=sim.name, **dict(turn))
-        conv.add_turn(record)
-        if turn.end_reason is not None:
-            conv.end_reason = turn.end_reason
-        details = record.model_dump(mode="json", exclude_defaults=True, exclude={"index", "simulator"})
+        details = record.user_turn(TurnRecord(index=index, simulator=sim.name, **dict(turn)))
         transcript().info({"user_turn": index, "written_by": sim.name, **details}, source=sim.name)
     return turn
+
+
+class _Recorder:
+    """Keeps the sample's `Conversation` store record (and the `state.metadata` summary) current, turn by turn.
+
+    Reads come from a local mirror and changes are written straight to the record's store keys
+    (`Conversation:<field>`): going through the `StoreModel` re-validates the whole record, `turns` list included,
+    on every read and write, which would make each turn cost O(turns so far). The values written come from
+    validated `TurnRecord`s, so nothing unvalidated reaches the store.
+    """
+
+    def __init__(self, state: TaskState, simulator: str, config: dict[str, Any], intent: str) -> None:
+        self.state, self.simulator = state, simulator
+        self.turns: list[dict[str, Any]] = []
+        self.user_turns = self.assistant_turns = self.rejected = 0
+        self.revealed: list[int] = []
+        self.stop_reason: StopReason | None = None
+        self.end_reason: EndReason | None = None
+        conv = state.store_as(Conversation)  # writes the record's defaults into the store
+        conv.simulator, conv.simulator_config, conv.intent = simulator, config, intent
+        conv.turns, conv.user_turns, conv.assistant_turns, conv.revealed_shards = [], 0, 0, []
+        conv.stop_reason = conv.end_reason = None
+        self.store = state.store
+        self._summarize()
+
+    def _set(self, field: str, value: Any) -> None:
+        self.store.set(f"{Conversation.__name__}:{field}", value)
+
+    def user_turn(self, record: TurnRecord) -> dict[str, Any]:
+        """Record a simulated user turn; returns its non-default fields (for the transcript)."""
+        self.turns.append(record.model_dump(mode="json"))
+        self._set("turns", [*self.turns])
+        self.rejected += len(record.rejected)
+        if record.text is not None:
+            self.user_turns += 1
+            self._set("user_turns", self.user_turns)
+        if record.shard_id is not None and record.shard_id not in self.revealed:
+            self.revealed.append(record.shard_id)
+            self._set("revealed_shards", [*self.revealed])
+        if record.end_reason is not None:
+            self.end_reason = record.end_reason
+            self._set("end_reason", self.end_reason)
+        self._summarize()
+        return record.model_dump(mode="json", exclude_defaults=True, exclude={"index", "simulator"})
+
+    def assistant_turn(self) -> None:
+        self.assistant_turns += 1
+        self._set("assistant_turns", self.assistant_turns)
+        self._summarize()
+
+    def stop(self, reason: StopReason, limit: str | None = None) -> None:
+        self.stop_reason = reason
+        self._set("stop_reason", reason)
+        summary = self._summarize()
+        transcript().info(
+            {"conversation_stopped": summary, **({"limit": limit} if limit else {})}, source=METADATA_KEY
+        )
+
+    def _summarize(self) -> dict[str, Any]:
+        summary = {
+            "simulator": self.simulator,
+            "stop_reason": self.stop_reason,
+            "end_reason": self.end_reason,
+            "user_turns": self.user_turns,
+            "assistant_turns": self.assistant_turns,
+            "revealed_shards": [*self.revealed],
+            "rejected_drafts": self.rejected,
+        }
+        self.state.metadata[METADATA_KEY] = summary
+        return summary
 
 
 async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent | None) -> TaskState:
@@ -179,28 +245,6 @@ def context_from_state(state: TaskState, intent: str | None, needs_intent: bool 
         metadata=metadata,
         epoch=state.epoch,
     )
-
-
-def _stop(state: TaskState, conv: Conversation, reason: StopReason, limit: str | None = None) -> None:
-    conv.stop_reason = reason
-    summary = _summarize(state, conv)
-    transcript().info(
-        {"conversation_stopped": summary, **({"limit": limit} if limit else {})}, source=METADATA_KEY
-    )
-
-
-def _summarize(state: TaskState, conv: Conversation) -> dict[str, Any]:
-    summary = {
-        "simulator": conv.simulator,
-        "stop_reason": conv.stop_reason,
-        "end_reason": conv.end_reason,
-        "user_turns": conv.user_turns,
-        "assistant_turns": conv.assistant_turns,
-        "revealed_shards": conv.revealed_shards,
-        "rejected_drafts": sum(len(t.rejected) for t in conv.turns),
-    }
-    state.metadata[METADATA_KEY] = summary
-    return summary
 
 
 async def _check(stop_when: StopWhen, state: TaskState) -> bool:

@@ -65,6 +65,9 @@ class UserLMUser:
         return turn_from_output(output, facts=call_facts(model, config))
 
 
+_CONTRACT_KEYS = {"end_reason", "rejected", "retries", "guardrails_exhausted", "guardrails"}
+
+
 def turn_from_output(output: ModelOutput, facts: dict[str, Any] | None = None) -> UserTurn:
     """Convert a User LM output into a `UserTurn`.
 
@@ -87,6 +90,9 @@ def turn_from_output(output: ModelOutput, facts: dict[str, Any] | None = None) -
             f"({ex}); expected end_reason/rejected/retries/guardrails_exhausted as in userlm_plugin.turns."
         ) from ex
     metadata = dict(facts or {})
+    # the provider's other per-call facts (finish, first token, seed, end_allowed, ...) go into the turn record;
+    # the full guardrail config stays in the ModelEvent
+    metadata.update({k: v for k, v in meta.items() if k not in _CONTRACT_KEYS and v is not None})
     text = output.completion.strip()
     if end_reason is not None:
         return UserTurn.end(end_reason, metadata=metadata, **common)
