@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from inspect_ai import Task, eval
+from inspect_ai import Task, eval, task
 from inspect_ai.dataset import Sample
 from inspect_ai.log import read_eval_log
 from inspect_ai.model import ChatMessage, ModelOutput, ModelUsage, get_model
-from inspect_ai.scorer import match
+from inspect_ai.scorer import Score, match, scorer
 from inspect_ai.solver import generate, prompt_template
 
 from userlm_plugin import END_CONVERSATION, with_simulated_user
@@ -236,3 +236,44 @@ def test_cli_errors_on_an_empty_directory(tmp_path: Path, capsys: pytest.Capture
     assert "No comparable runs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+@scorer(metrics=[])
+def lic_like() -> Any:
+    """The project's sharded-eval score shape: {"correct", "turns", "ended_correct"}."""
+
+    async def score(state: Any, target: Any) -> Score:
+        correct = 1.0 if target.text in state.output.completion else 0.0
+        return Score(value={"correct": correct, "turns": 1.0, "ended_correct": 0.0})
+
+    return score
+
+
+@task
+def lic_arith(setting: str = "full") -> Task:
+    """A task with a `setting` arg, like evals/math_sharded.py."""
+    return Task(
+        dataset=[Sample(id=q, input=text, target=target) for q, (text, target) in QUESTIONS.items()],
+        solver=generate(),
+        scorer=lic_like(),
+    )
+
+
+def test_dict_scores_and_full_baseline_from_setting_arg(tmp_path: Path) -> None:
+    for setting, answer in (("full", "8 and 42"), ("concat", "8")):
+        log = eval(
+            lic_arith(setting=setting),
+            model=get_model("mockllm/alpha", custom_outputs=lambda *_, a=answer: out(a, "mockllm/alpha")),
+            log_dir=str(tmp_path),
+            display="none",
+        )[0]
+        assert log.status == "success", log.error
+    comparison, _ = compare_logs(tmp_path, tmp_path / "out")
+    rows = {r.setting: r for r in comparison.rows}
+    assert rows["full"].metrics.P == 100.0 and rows["concat"].metrics.P == 50.0
+    assert rows["concat"].baseline == "full" and rows["concat"].drop_P == pytest.approx(-50.0)
+    assert comparison.flags == []
+    with pytest.raises(ValueError, match="--score-key"):
+        compare_logs(tmp_path, score_key="nope")
+    runs, skipped = load_runs(str(tmp_path), score_key="nope")
+    assert runs == [] and all("no 'nope'" in why for _, why in skipped)

@@ -26,6 +26,11 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "--scorer", default=None, help="scorer to compare on (default: each log's first scorer)"
     )
     parser.add_argument(
+        "--score-key",
+        default=None,
+        help="for dict-valued scores, the key to compare on (default: 'correct', else the only numeric key)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 2 when the report flags incomparable runs"
     )
     parser.set_defaults(run=_run_compare)
@@ -35,7 +40,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     from .report import compare_logs
 
     try:
-        comparison, files = compare_logs(args.log_dir, args.out, scorer=args.scorer)
+        comparison, files = compare_logs(args.log_dir, args.out, scorer=args.scorer, score_key=args.score_key)
     except (ValueError, FileNotFoundError) as ex:
         print(f"userlm-plugin compare: {ex}", file=sys.stderr)
         return 1

@@ -16,10 +16,13 @@ from .runs import RunSummary, load_run, load_runs
 
 
 def compare_logs(
-    log_dir: str | Path, out_dir: str | Path | None = None, scorer: str | None = None
+    log_dir: str | Path,
+    out_dir: str | Path | None = None,
+    scorer: str | None = None,
+    score_key: str | None = None,
 ) -> tuple[Comparison, ReportFiles]:
     """Read the logs under `log_dir`, build the comparison and write it to `out_dir` (default: log_dir/comparison)."""
-    runs, skipped = load_runs(str(log_dir), scorer=scorer)
+    runs, skipped = load_runs(str(log_dir), scorer=scorer, score_key=score_key)
     if not runs:
         why = "; ".join(f"{log}: {reason}" for log, reason in skipped[:5]) or "no .eval/.json logs found"
         raise ValueError(f"No comparable runs under {log_dir} ({why}).")

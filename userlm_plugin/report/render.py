@@ -46,7 +46,11 @@ def _num(value: float | None, digits: int = 1, signed: bool = False) -> str:
 
 
 def _cost(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
+    if value is None:
+        return "—"
+    if value == 0:
+        return "0"
+    return f"{value:.6f}".rstrip("0").rstrip(".") if value < 1 else f"{value:.2f}"
 
 
 def row_cells(row: Row) -> list[str]:

@@ -65,17 +65,27 @@ def _canonical(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def _score_value(value: Any, scorer: str, log: str) -> float:
+DEFAULT_SCORE_KEY = "correct"
+"""Key read from dict-valued scores by default: this project's sharded-eval scorers return
+{"correct", "turns", "ended_correct"} (userlm_plugin.scoring.reliability.CORRECT)."""
+
+
+def _score_value(value: Any, scorer: str, key: str | None) -> float:
     from inspect_ai.scorer import value_to_float
 
     if isinstance(value, dict):
-        numeric = [v for v in value.values() if isinstance(v, int | float)]
-        if len(numeric) != 1:
+        wanted = key or DEFAULT_SCORE_KEY
+        if wanted in value:
+            value = value[wanted]
+        elif key is None and len(numeric := [v for v in value.values() if isinstance(v, int | float)]) == 1:
+            value = numeric[0]
+        else:
             raise ValueError(
-                f"{log}: scorer '{scorer}' returns a dict {sorted(value)}; pick one numeric key with "
-                "--scorer NAME (a scorer with a single number or C/I value)."
+                f"scorer '{scorer}' returns a dict with keys {sorted(value)} and no '{wanted}'; "
+                "choose the key to compare on with --score-key KEY."
             )
-        value = numeric[0]
+    elif key is not None:
+        raise ValueError(f"--score-key {key!r} given but scorer '{scorer}' returns a single value.")
     return 100.0 * value_to_float()(value)
 
 
@@ -118,21 +128,19 @@ def _dataset_identity(log: Any) -> dict[str, Any]:
     )
 
 
-def load_run(path: str, scorer: str | None = None) -> RunSummary:
-    """Summarize the log at `path`. `scorer`: which score to use (default: the log's first scorer)."""
+def load_run(path: str, scorer: str | None = None, score_key: str | None = None) -> RunSummary:
+    """Summarize the log at `path`.
+
+    `scorer`: which score to use (default: the log's first scorer). `score_key`: for dict-valued scores,
+    which key (default "correct", else the only numeric one). Scores are scaled to 0..100.
+    """
     from inspect_ai.log import read_eval_log, read_eval_log_samples
 
     header = read_eval_log(path, header_only=True)
     if header.status != "success":
-        raise ValueError(f"{path}: status '{header.status}' (only successful runs are compared)")
+        raise ValueError(f"status '{header.status}' (only successful runs are compared)")
     results = header.results
     names = [s.name for s in (results.scores if results else [])]
-    if scorer is None:
-        if not names:
-            raise ValueError(f"{path}: the log has no scores")
-        scorer = names[0]
-    elif scorer not in names:
-        raise ValueError(f"{path}: no scorer '{scorer}' (it has {names})")
 
     scores: dict[str, list[float]] = {}
     user_turns: list[int] = []
@@ -142,11 +150,15 @@ def load_run(path: str, scorer: str | None = None) -> RunSummary:
     simulated = False
     errors = 0
     for sample in read_eval_log_samples(path, all_samples_required=False):
-        score = (sample.scores or {}).get(scorer)
+        if scorer is None:  # the headline scorer, else (a scorer with no metrics) the sample's first
+            scorer = names[0] if names else next(iter(sample.scores or {}), None)
+        elif not names and scorer not in (sample.scores or {}):
+            names = list(sample.scores or {})
+        score = (sample.scores or {}).get(scorer) if scorer else None
         if sample.error is not None or score is None:
             errors += 1
             continue
-        scores.setdefault(str(sample.id), []).append(_score_value(score.value, scorer, path))
+        scores.setdefault(str(sample.id), []).append(_score_value(score.value, scorer, score_key))
         conversation = conversation_from_store(dict(sample.store or {}))
         if conversation.turns:
             simulated = True
@@ -160,6 +172,10 @@ def load_run(path: str, scorer: str | None = None) -> RunSummary:
             user_turns.append(sum(1 for m in sample.messages if m.role == "user"))
             assistant_turns.append(sum(1 for m in sample.messages if m.role == "assistant"))
 
+    if not scores:
+        if scorer is not None and names and scorer not in names:
+            raise ValueError(f"no scorer '{scorer}' (it has {names})")
+        raise ValueError(f"no scored samples{f' for scorer {scorer!r}' if scorer else ''}")
     task_args = dict(header.eval.task_args or {})
     metadata = dict(header.eval.metadata or {})
     wrap = metadata.get(WRAP_METADATA_KEY) or {}
@@ -214,7 +230,9 @@ def load_run(path: str, scorer: str | None = None) -> RunSummary:
     )
 
 
-def load_runs(log_dir: str, scorer: str | None = None) -> tuple[list[RunSummary], list[tuple[str, str]]]:
+def load_runs(
+    log_dir: str, scorer: str | None = None, score_key: str | None = None
+) -> tuple[list[RunSummary], list[tuple[str, str]]]:
     """Every log under `log_dir` (recursively): (runs, skipped [(log, why)])."""
     from inspect_ai.log import list_eval_logs
 
@@ -223,7 +241,7 @@ def load_runs(log_dir: str, scorer: str | None = None) -> tuple[list[RunSummary]
     for info in list_eval_logs(str(log_dir), recursive=True, descending=False):
         path = info.name.removeprefix("file://")
         try:
-            runs.append(load_run(path, scorer=scorer))
+            runs.append(load_run(path, scorer=scorer, score_key=score_key))
         except ValueError as ex:
             skipped.append((path, str(ex)))
     return runs, skipped
