@@ -27,6 +27,7 @@ import userlm_plugin._registry  # noqa: F401
 from userlm_plugin.providers.litellm_api import (
     LiteLLMAPI,
     LiteLLMBadRequest,
+    LiteLLMClientSetupError,
     ModelServerUnreachable,
     classify_litellm_error,
     config_to_litellm,
@@ -218,6 +219,17 @@ async def test_refused_connection_names_the_endpoint_and_is_retried() -> None:
         await call(a, GenerateConfig(max_tokens=5))
     decision = a.should_retry(info.value)
     assert decision and decision.kind == "transient"
+
+
+async def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM reports the OpenAI client's "Missing credentials" as a retryable 500; it must not be retried."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    a = api("litellm/openai/local", api_base="http://127.0.0.1:9/v1")
+    output, model_call = await call(a)
+    assert isinstance(output, LiteLLMClientSetupError)
+    assert "-M api_key=" in str(output) and "Missing credentials" in str(output)
+    assert not a.should_retry(output)
+    assert model_call.response is not None
 
 
 def _task() -> Task:

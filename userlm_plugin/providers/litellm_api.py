@@ -118,6 +118,32 @@ def connection_failure(ex: BaseException) -> ConnectionError | None:
     return None
 
 
+def client_setup_failure(ex: BaseException) -> Exception | None:
+    """An error the OpenAI client raised before sending anything (e.g. missing credentials), behind a LiteLLM
+    500. It would fail identically on every retry."""
+    import openai
+
+    seen: BaseException | None = ex.__cause__ or ex.__context__
+    for _ in range(12):
+        if seen is None:
+            return None
+        if isinstance(seen, openai.OpenAIError) and not isinstance(seen, openai.APIError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class LiteLLMClientSetupError(Exception):
+    """The request could not even be sent (missing credentials, bad client settings). Not retried."""
+
+    def __init__(self, model: str, cause: Exception) -> None:
+        self.model = model
+        super().__init__(
+            f"litellm/{model}: the client could not send the request ({cause}). Set the provider's API key "
+            "variable or pass -M api_key=... (any string for a local OpenAI-compatible server)."
+        )
+
+
 class ModelServerUnreachable(Exception):
     """The model server could not be reached (connection refused/reset). Retried as transient by Inspect."""
 
@@ -319,11 +345,15 @@ class LiteLLMAPI(ModelAPI):
             call.set_error(_error_body(ex), time.monotonic() - start)
             return self._bad_request(ex), call
         except openai.APIError as ex:
+            # LiteLLM says only "Connection error.": name the endpoint that could not be reached
             cause = connection_failure(ex)
-            if (
-                cause is not None
-            ):  # say which endpoint could not be reached (LiteLLM says "Connection error.")
+            if cause is not None:
                 raise ModelServerUnreachable(self.model_name, self.base_url, cause) from ex
+            # LiteLLM reports client set-up errors as a (retryable) 500: fail now instead
+            setup = client_setup_failure(ex)
+            if setup is not None:
+                call.set_error(_error_body(setup), time.monotonic() - start)
+                return LiteLLMClientSetupError(self.model_name, setup), call
             raise
         elapsed = time.monotonic() - start
         dumped = response.model_dump()
