@@ -339,3 +339,14 @@ def test_yaml_preset_path(tmp_path: Path) -> None:
     assert conv.simulator_config["preset"] == str(preset)
     assert conv.simulator_config["style"] == "flattened" and conv.simulator_config["max_retries"] == 1
     assert conv.end_reason == EndReason.END_TOKEN and conv.user_turns == 1
+
+
+def test_solver_is_registered_for_cli_use(tmp_path: Path) -> None:
+    from inspect_ai._util.registry import registry_create, registry_info
+
+    import userlm_plugin._registry  # noqa: F401  (what Inspect's entry point imports)
+
+    created = registry_create("solver", registry_info(simulated_user("scripted")).name, simulator="scripted")
+    sample, conv, _ = run(tmp_path, created)
+    assert registry_info(created).name.endswith("simulated_user")
+    assert conv.user_turns == 4 and sample.messages[0].text == TURNS[0]

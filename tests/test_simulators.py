@@ -20,7 +20,7 @@ from inspect_ai.model import ChatMessage, GenerateConfig, ModelOutput, ModelUsag
 
 from userlm_plugin import END_CONVERSATION, simulated_user
 from userlm_plugin.records import Conversation, conversation_from_store
-from userlm_plugin.simulators import Shard, SimulationContext, scripted_user
+from userlm_plugin.simulators import PRESETS, Shard, SimulationContext, load_simulator, scripted_user
 from userlm_plugin.simulators._common import clean_draft, derive_seed, intent_goal
 from userlm_plugin.simulators.role_break import detect_role_break
 from userlm_plugin.simulators.sharded import parse_reply
@@ -427,3 +427,93 @@ def test_small_helpers() -> None:
         )
         == 5
     )
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_preset_names_build_the_right_simulators() -> None:
+    names = ["userlm", "prompted", "prompted_flat", "sharded", "scripted"]
+    assert set(names) <= set(PRESETS)
+    built = {name: load_simulator(name) for name in names}
+    assert {name: sim.name for name, sim in built.items()} == {
+        "userlm": "userlm",
+        "prompted": "prompted",
+        "prompted_flat": "prompted_flat",
+        "sharded": "sharded",
+        "scripted": "scripted",
+    }
+    assert built["userlm"].describe() == {
+        "simulator": "userlm",
+        "role": "user",
+        "model": "userlm/microsoft/UserLM-8b",
+        "temperature": 1.0,
+        "top_p": 0.8,
+        "max_tokens": 256,
+        "seed": None,
+        "guardrails": None,
+    }
+    assert built["prompted_flat"].config.style == "flattened"
+
+
+def test_preset_dict_overrides_and_explicit_objects_pass_through() -> None:
+    sim = load_simulator({"simulator": "sharded", "role": "simulator", "temperature": 0.3, "max_retries": 0})
+    assert (sim.config.role, sim.config.temperature, sim.config.max_retries) == ("simulator", 0.3, 0)
+    scripted = scripted_user(["x"])
+    assert load_simulator(scripted) is scripted
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"simulator": "prompted", "stlye": "flattened"},
+            r"unknown key\(s\) 'stlye' for simulator 'prompted'\. Allowed keys: simulator, role, model, temperature, top_p, max_tokens, seed, style, max_retries, detect_role_breaks",
+        ),
+        (
+            {"simulator": "userlm", "guardrail": {}},
+            r"unknown key\(s\) 'guardrail'.*Allowed keys:.*guardrails",
+        ),
+        (
+            {"simulator": "gpt"},
+            r"unknown simulator 'gpt'\. Valid names: userlm, prompted, prompted_flat, sharded, scripted",
+        ),
+        ({"style": "flattened"}, r"missing key 'simulator' \(one of: userlm, prompted"),
+        (
+            {"simulator": "prompted", "style": "chatty"},
+            r"invalid settings for simulator 'prompted': style: Input should be 'role_flip' or 'flattened'",
+        ),
+        (
+            {"simulator": "userlm", "temperature": -1},
+            r"temperature: Input should be greater than or equal to 0",
+        ),
+        ("user_lm", r"Unknown simulator 'user_lm'\. Use a preset name \(userlm, prompted"),
+        (42, r"simulator must be a preset name, a YAML path, a dict or a Simulator object, got int"),
+    ],
+)
+def test_preset_errors_name_the_problem(spec: Any, message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        load_simulator(spec)
+
+
+def test_yaml_preset_files(tmp_path: Any) -> None:
+    good = tmp_path / "flat.yaml"
+    good.write_text("simulator: prompted_flat\ntemperature: 0.7\n")
+    sim = load_simulator(str(good))
+    assert sim.name == "prompted_flat" and sim.config.temperature == 0.7
+
+    typo = tmp_path / "typo.yml"
+    typo.write_text("simulator: scripted\nturn: [a, b]\n")
+    with pytest.raises(
+        ValueError,
+        match=rf"{typo}: unknown key\(s\) 'turn' for simulator 'scripted'\. Allowed keys: simulator, turns",
+    ):
+        load_simulator(str(typo))
+
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- simulator: userlm\n")
+    with pytest.raises(ValueError, match="must hold a mapping, got list"):
+        load_simulator(str(not_mapping))
+
+    with pytest.raises(FileNotFoundError, match="Simulator preset file not found: missing.yaml"):
+        load_simulator("missing.yaml")

@@ -80,7 +80,12 @@ class SimulationContext:
 
 @runtime_checkable
 class Simulator(Protocol):
-    """Writes the simulated user's turns."""
+    """Writes the simulated user's turns.
+
+    Optional attributes the `simulated_user` solver also reads when present:
+    - `needs_intent: bool` (default True): False lets samples without metadata `intent` run (scripted, sharded).
+    - `describe() -> dict`: the simulator's resolved settings, logged as `Conversation.simulator_config`.
+    """
 
     name: str
 
