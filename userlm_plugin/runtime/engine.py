@@ -37,7 +37,10 @@ class EngineSettings(BaseModel):
 
     max_batch_size: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0)
-    """How long the worker waits for more requests when the queue is empty and the batch not full."""
+    """While the batch is not full, keep collecting until no new request arrived for this long (a burst of
+    concurrent samples arrives a few ms apart, each rendering its prompt on the event loop)..."""
+    max_hold_ms: float = Field(default=50.0, ge=0)
+    """...but never hold a batch longer than this after its first request."""
     max_batch_tokens: int = Field(default=131072, ge=1)
     """Cap on rows x (longest prompt + max new tokens): bounds KV-cache memory (Llama-3-8B: 128 KiB/token bf16)."""
     max_queue: int = Field(default=1024, ge=1)
@@ -165,10 +168,11 @@ class BatchingEngine:
             if first is None:
                 return
             batch = [first]
-            deadline = time.perf_counter() + settings.max_wait_ms / 1000
+            hold_until = time.perf_counter() + settings.max_hold_ms / 1000
             while len(batch) < settings.max_batch_size:
-                try:
-                    item = self._next(deadline - time.perf_counter())
+                now = time.perf_counter()
+                try:  # wait max_wait_ms after the latest arrival, within the hold cap
+                    item = self._next(min(settings.max_wait_ms / 1000, hold_until - now))
                 except queue.Empty:
                     break
                 if item is None:  # close(): finish this batch, then stop

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor
 
+TOP_K = 1024
+
 
 @dataclass
 class RowSpec:
@@ -63,6 +65,10 @@ class RowSampler(LogitsProcessor):
         self.state = [_RowState(generator=torch.Generator().manual_seed(int(r.seed) % (2**63))) for r in rows]
         self.max_first = max((len(s) for r in rows for s in r.first_bans), default=0)
         self._last: list[int] | None = None
+        self._greedy = [i for i, r in enumerate(rows) if r.temperature <= 0]
+        self._temps: torch.Tensor | None = None
+        self._top_p: torch.Tensor | None = None
+        self._rows_idx: torch.Tensor | None = None
         self.seconds = 0.0
         """Wall time spent in this processor (our overhead inside `generate`)."""
         self.first_token_bans_applied = [0] * len(rows)
@@ -87,60 +93,70 @@ class RowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         t0 = time.perf_counter()
         self._advance()
-        scores = scores.float().clone()
-        neg_inf = float("-inf")
-        n_rows = len(self.rows)
-        greedy_rows: list[int] = []
+        device = scores.device
+        if self._temps is None:  # per-batch constants, built once
+            self._temps = torch.tensor([max(r.temperature, 1e-5) for r in self.rows], device=device)[:, None]
+            self._top_p = torch.tensor([r.top_p for r in self.rows], device=device)[:, None]
+            self._rows_idx = torch.arange(len(self.rows), device=device)
+        ban_rows: list[int] = []
+        ban_cols: list[int] = []
         for i, (spec, st) in enumerate(zip(self.rows, self.state, strict=True)):
             if st.finished:
                 continue
             if st.generated >= spec.max_new_tokens:  # this row's own budget is spent: end it here
-                scores[i].fill_(neg_inf)
-                scores[i, self.force_id] = 0.0
                 st.forced_stop = True
                 continue
             if spec.ban_end and self.end_token_id is not None:
-                scores[i, self.end_token_id] = neg_inf
+                ban_rows.append(i)
+                ban_cols.append(self.end_token_id)
             if spec.first_bans and len(st.content) < self.max_first:
                 j = len(st.content)  # content tokens drawn so far (0 until the first non-whitespace token)
                 banned = [s[j] for s in spec.first_bans if len(s) == j + 1 and list(s[:j]) == st.content]
                 if banned:
-                    scores[i, banned] = neg_inf
+                    ban_rows.extend([i] * len(banned))
+                    ban_cols.extend(banned)
                     self.first_token_bans_applied[i] += 1
-            if spec.temperature <= 0:
-                greedy_rows.append(i)
-        temps = torch.tensor([max(r.temperature, 1e-5) for r in self.rows], device=scores.device)
-        top_p = torch.tensor([r.top_p for r in self.rows], device=scores.device)
-        probs = torch.softmax(scores / temps[:, None], dim=-1)
-        sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
+        scores = scores.float().clone()
+        if ban_rows:
+            scores[torch.tensor(ban_rows, device=device), torch.tensor(ban_cols, device=device)] = float(
+                "-inf"
+            )
+        probs = torch.softmax(scores / self._temps, dim=-1)
+        sorted_p, sorted_idx = self._nucleus_candidates(probs)
         cum = sorted_p.cumsum(dim=-1)
-        keep = (cum - sorted_p) < top_p[
-            :, None
-        ]  # smallest prefix whose mass reaches top_p (at least 1 token)
-        kept = sorted_p * keep
-        kept_cum = kept.cumsum(dim=-1)
-        # one uniform draw per live row from that row's own generator
+        kept_cum = torch.where((cum - sorted_p) < self._top_p, sorted_p, 0.0).cumsum(dim=-1)
+        # one uniform draw per live row from that row's own generator (finished rows draw nothing)
         u = torch.tensor(
             [
                 torch.rand((), generator=st.generator, dtype=torch.float64).item() if not st.finished else 0.0
                 for st in self.state
             ],
             dtype=kept_cum.dtype,
-        ).to(scores.device)
+        ).to(device)
         pos = (kept_cum < (u * kept_cum[:, -1])[:, None]).sum(dim=-1).clamp_(max=scores.shape[-1] - 1)
         chosen = sorted_idx.gather(1, pos[:, None]).squeeze(1)
-        if greedy_rows:
-            g = torch.tensor(greedy_rows, device=scores.device)
+        if self._greedy:
+            g = torch.tensor(self._greedy, device=device)
             chosen[g] = scores[g].argmax(dim=-1)
         chosen_list = chosen.tolist()
         for i, st in enumerate(self.state):
             if st.finished or st.forced_stop:
                 chosen_list[i] = self.force_id
-        out = torch.full_like(scores, neg_inf)
-        out[torch.arange(n_rows, device=scores.device), torch.tensor(chosen_list, device=scores.device)] = 0.0
+        out = torch.full_like(scores, float("-inf"))
+        out[self._rows_idx, torch.tensor(chosen_list, device=device)] = 0.0
         self._last = chosen_list
         self.seconds += time.perf_counter() - t0
         return out
+
+    def _nucleus_candidates(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens by descending probability, as far as any row's nucleus can reach: the top TOP_K when they hold
+        every row's top_p mass (the usual case; a full 128k-vocab sort per step is wasted work on a GPU), else
+        the whole vocabulary. Exact either way."""
+        if probs.shape[-1] > TOP_K:
+            top_p, top_idx = probs.topk(TOP_K, dim=-1)
+            if bool((top_p.sum(dim=-1, keepdim=True) >= self._top_p).all()):
+                return top_p, top_idx
+        return probs.sort(dim=-1, descending=True)
 
     def first_content_tokens(self) -> list[int | None]:
         """Per row: the first non-whitespace token drawn (the one the first-token filter governs)."""
