@@ -28,10 +28,11 @@ from inspect_ai.tool import ToolChoice, ToolInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..turns import USERLM_METADATA_KEY, EndReason, Rejection, RejectReason
-from .engine import EngineSettings, GenRequest
+from .backend import DraftRequest, GenerationBackend, LocalBackend
+from .engine import EngineSettings
 from .guardrails import DraftContext, GuardrailConfig, best_rejected, check_draft, first_token_ban_sequences
 from .loading import load_userlm
-from .sampling import RowSpec
+from .remote import REMOTE_ARG_FIELDS, RemoteArgs, RemoteBackend
 from .template import Conversation, conversation_from_messages, parse_turn, render_prompt
 
 EXTRA_BODY_KEY = "userlm"
@@ -62,7 +63,14 @@ class UserLMArgs(BaseModel):
 
 
 def _valid_args() -> list[str]:
-    return sorted({*UserLMArgs.model_fields, *EngineSettings.model_fields, *GuardrailConfig.model_fields})
+    return sorted(
+        {
+            *UserLMArgs.model_fields,
+            *EngineSettings.model_fields,
+            *GuardrailConfig.model_fields,
+            *REMOTE_ARG_FIELDS,
+        }
+    )
 
 
 def _split_args(
@@ -102,42 +110,59 @@ class UserLMAPI(ModelAPI):
             api_key_vars=["HF_TOKEN"],
             config=config,
         )
+        remote_args = {k: model_args.pop(k) for k in list(model_args) if k in REMOTE_ARG_FIELDS}
         self.args, self.engine_settings, self.guardrails = _split_args(model_name, model_args)
-        self.loaded = load_userlm(
-            model_name,
-            device=self.args.device,
-            dtype=self.args.dtype,
-            trust_remote_code=self.args.trust_remote_code,
-            revision=self.args.revision,
-            chat_template=self.args.chat_template,
-        )
-        self.engine = self.loaded.engine(self.engine_settings)
+        self.backend: GenerationBackend
+        if base_url is not None:  # a vLLM-class server draws the drafts (remote.py); same loop and metadata
+            try:
+                remote = RemoteArgs.model_validate(remote_args)
+            except ValidationError as error:
+                raise ValueError(f"userlm/{model_name}: invalid remote model arg(s): {error}") from error
+            self.backend = RemoteBackend(
+                model_name,
+                base_url,
+                api_key,
+                remote,
+                revision=self.args.revision,
+                trust_remote_code=self.args.trust_remote_code,
+                chat_template=self.args.chat_template,
+            )
+        else:
+            if remote_args:
+                raise ValueError(
+                    f"userlm/{model_name}: model arg(s) {sorted(remote_args)} need a server: add -M base_url="
+                    "http://host:8000/v1 (an OpenAI-compatible /v1/completions endpoint)"
+                )
+            self.loaded = load_userlm(
+                model_name,
+                device=self.args.device,
+                dtype=self.args.dtype,
+                trust_remote_code=self.args.trust_remote_code,
+                revision=self.args.revision,
+                chat_template=self.args.chat_template,
+            )
+            self.engine = self.loaded.engine(self.engine_settings)
+            self.backend = LocalBackend(self.loaded, self.engine)
         self._first_bans: dict[tuple[str, ...], list[list[int]]] = {}
-        self._special_ids = frozenset(self.loaded.tokenizer.all_special_ids)
 
     def max_tokens(self) -> int | None:
         return self.args.max_new_tokens
 
     def max_connections(self) -> int:
-        # Inspect usually ignores this (notes G1/G2); the engine bounds batch size and queue itself.
-        return max(self.engine_settings.max_batch_size * 4, 16)
+        # Inspect usually ignores this (notes G1/G2); the engine / remote backend bound concurrency themselves.
+        return self.backend.max_connections()
+
+    def should_retry(self, ex: Exception) -> Any:
+        # remote: 429/5xx/timeouts retry, a dead server does not (remote.py); local errors never retry
+        return self.backend.should_retry(ex)
 
     def _bans(self, words: tuple[str, ...]) -> list[list[int]]:
         if words not in self._first_bans:
-            self._first_bans[words] = first_token_ban_sequences(self.loaded.tokenizer, words)
+            self._first_bans[words] = first_token_ban_sequences(self.backend.tokenizer, words)
         return self._first_bans[words]
 
-    def _decode(self, token_ids: list[int]) -> tuple[str, str]:
-        """(text, raw): text is cut at the first special token (a stray header) and decoded without specials;
-        raw keeps everything, for the log."""
-        tokenizer = self.loaded.tokenizer
-        cut = next((k for k, t in enumerate(token_ids) if t in self._special_ids), len(token_ids))
-        text = tokenizer.decode(token_ids[:cut], skip_special_tokens=True)
-        raw = tokenizer.decode(token_ids, skip_special_tokens=False)
-        return text, raw
-
     def _check_context(self, n_prompt: int, max_tokens: int) -> None:
-        limit = getattr(self.loaded.model.config, "max_position_embeddings", None)
+        limit = self.backend.context_limit()
         if limit is not None and n_prompt + max_tokens > limit:
             raise ValueError(
                 f"userlm/{self.model_name}: the prompt ({n_prompt} tokens) plus max_tokens ({max_tokens}) exceeds "
@@ -168,7 +193,7 @@ class UserLMAPI(ModelAPI):
         user_turns_in_input = sum(1 for m in input if m.role == "user")
         end_allowed = guard.end_allowed(user_turns_in_input)
 
-        tokenizer = self.loaded.tokenizer
+        tokenizer = self.backend.tokenizer
         prompt, template_mode = render_prompt(tokenizer, conversation)
         prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
         self._check_context(len(prompt_ids), max_tokens)
@@ -182,7 +207,9 @@ class UserLMAPI(ModelAPI):
         final: tuple[str, EndReason | None, str, str | None] | None = None
         text_before_end: str | None = None
         for attempt in range(guard.max_retries + 1):
-            row = RowSpec(
+            row = DraftRequest(
+                prompt=prompt,
+                prompt_ids=prompt_ids,
                 temperature=temperature,
                 top_p=top_p,
                 seed=seed + attempt,
@@ -190,13 +217,11 @@ class UserLMAPI(ModelAPI):
                 ban_end=not end_allowed,
                 first_bans=first_bans,
             )
-            result = await self.engine.generate(GenRequest(prompt_ids=prompt_ids, row=row))
+            result = await self.backend.draft(row)
             usage_in += result.prompt_tokens
-            usage_out += len(result.token_ids) + (1 if result.stop_token is not None else 0)
-            text, raw = self._decode(result.token_ids)
-            first_token = (
-                None if result.first_content_token is None else tokenizer.decode([result.first_content_token])
-            )
+            usage_out += result.output_tokens
+            text, raw = result.text, result.raw
+            first_token = result.first_token
             parsed = parse_turn(text)
             rejection: Rejection | None
             if parsed.end_reason is not None:
@@ -220,7 +245,7 @@ class UserLMAPI(ModelAPI):
                     "text": parsed.text,
                     "end_reason": parsed.end_reason,
                     "finish": result.finish,
-                    "new_tokens": len(result.token_ids),
+                    "new_tokens": result.new_tokens,
                     "decision": "accepted" if rejection is None else f"rejected: {rejection.reason.value}",
                     "detail": None if rejection is None else rejection.detail,
                     "first_token": first_token,
@@ -228,6 +253,7 @@ class UserLMAPI(ModelAPI):
                     "batch_size": result.batch_size,
                     "queued_s": round(result.queued_s, 4),
                     "generate_s": round(result.generate_s, 4),
+                    **result.details,
                 }
             )
             if rejection is None:
@@ -289,9 +315,10 @@ class UserLMAPI(ModelAPI):
                     "seed": seed,
                     "seed_source": seed_source,
                     "end_allowed": end_allowed,
-                    "stop_ids": self.loaded.stop_ids,
-                    "end_token_id": self.loaded.end_token_id,
+                    "stop_ids": self.backend.stop_ids,
+                    "end_token_id": self.backend.end_token_id,
                 },
+                "backend": self.backend.describe(),
                 "guardrails": guard.model_dump(mode="json"),
             },
             response={

@@ -1,0 +1,171 @@
+"""The one step that differs between running UserLM in-process and on a server: drawing one draft.
+
+`UserLMAPI` (provider.py) owns everything the solver can see: input validation, the prompt rendered by the
+model's own template, the draft -> check -> resample loop of the paper's guardrails (Appendix D.1), the output
+metadata and the `ModelCall`. It asks a `GenerationBackend` for each draft, with the token-level guardrails
+(first-content-token bans, the `<|endconversation|>` ban) as part of the request, so the two backends are
+interchangeable and the solver cannot tell them apart:
+
+* `LocalBackend`: the batching engine on a model loaded in this process (engine.py, sampling.py).
+* `RemoteBackend` (remote.py): an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, TGI, llama.cpp).
+
+This module is torch-free at import; the local backend imports the engine when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from inspect_ai.model import RetryDecision
+
+    from .engine import BatchingEngine
+    from .loading import LoadedUserLM
+
+
+@dataclass(frozen=True)
+class DraftRequest:
+    """One draft to generate: the prompt and this draft's sampling settings and token bans."""
+
+    prompt: str
+    """The rendered prompt text (ends by opening a user turn)."""
+    prompt_ids: list[int]
+    """`prompt` encoded without special tokens added (the template already has whatever it needs)."""
+    temperature: float
+    top_p: float
+    seed: int
+    max_new_tokens: int
+    ban_end: bool
+    """Ban `<|endconversation|>` (guardrail 2) for this draft."""
+    first_bans: Sequence[Sequence[int]] = ()
+    """Token sequences banned as the first content token(s) (guardrail 1; guardrails.first_token_ban_sequences)."""
+
+
+@dataclass
+class Draft:
+    """What a backend drew for a `DraftRequest`, in the fields the guardrail loop and the log need."""
+
+    text: str
+    """Decoded new text, special tokens skipped and cut at the first special token (a stray header)."""
+    raw: str
+    """Everything generated, special tokens kept (for the log)."""
+    new_tokens: int
+    """Generated tokens, stop token excluded."""
+    output_tokens: int
+    """Output tokens billed for this draft (remote: summed over its calls; includes a stop token)."""
+    prompt_tokens: int
+    """Input tokens billed for this draft (remote: summed over its calls)."""
+    finish: Literal["stop", "max_tokens"]
+    first_token: str | None
+    """The first content token (the one the first-token filter governs), decoded."""
+    first_token_bans: int
+    """Positions at which the first-token ban was applied."""
+    batch_size: int | None
+    """Rows in the batch this draft rode in (None: not known, e.g. a remote server)."""
+    queued_s: float
+    generate_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific facts for the ModelCall (remote: each HTTP call and its body)."""
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Draws drafts for `UserLMAPI`. Implementations: `LocalBackend`, `remote.RemoteBackend`."""
+
+    kind: str
+    """"local" or "remote" (recorded in the ModelCall, never in the output the solver reads)."""
+    tokenizer: Any
+    stop_ids: list[int]
+    end_token_id: int | None
+
+    def context_limit(self) -> int | None:
+        """Prompt + max_tokens must fit in this many tokens (None: unknown)."""
+        ...
+
+    def max_connections(self) -> int: ...
+
+    async def draft(self, request: DraftRequest) -> Draft: ...
+
+    def should_retry(self, ex: Exception) -> bool | RetryDecision:
+        """Whether Inspect should retry a generate call that raised `ex`."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Backend facts for the ModelCall request (no secrets)."""
+        ...
+
+
+def decode_new_tokens(
+    tokenizer: Any, token_ids: Sequence[int], special_ids: frozenset[int]
+) -> tuple[str, str]:
+    """(text, raw): text is cut at the first special token and decoded without specials; raw keeps everything."""
+    cut = next((k for k, t in enumerate(token_ids) if t in special_ids), len(token_ids))
+    text = tokenizer.decode(list(token_ids[:cut]), skip_special_tokens=True)
+    raw = tokenizer.decode(list(token_ids), skip_special_tokens=False)
+    return text, raw
+
+
+class LocalBackend:
+    """The in-process batching engine on a loaded model (per-row sampling with the bans as logit masks)."""
+
+    kind = "local"
+
+    def __init__(self, loaded: LoadedUserLM, engine: BatchingEngine) -> None:
+        self.loaded = loaded
+        self.engine = engine
+        self.tokenizer = loaded.tokenizer
+        self.stop_ids = list(loaded.stop_ids)
+        self.end_token_id = loaded.end_token_id
+        self._special_ids = frozenset(loaded.tokenizer.all_special_ids)
+
+    def context_limit(self) -> int | None:
+        return getattr(self.loaded.model.config, "max_position_embeddings", None)
+
+    def max_connections(self) -> int:
+        # Inspect usually ignores this (notes G1/G2); the engine bounds batch size and queue itself.
+        return max(self.engine.settings.max_batch_size * 4, 16)
+
+    async def draft(self, request: DraftRequest) -> Draft:
+        from .engine import GenRequest
+        from .sampling import RowSpec
+
+        row = RowSpec(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            max_new_tokens=request.max_new_tokens,
+            ban_end=request.ban_end,
+            first_bans=request.first_bans,
+        )
+        result = await self.engine.generate(GenRequest(prompt_ids=request.prompt_ids, row=row))
+        text, raw = decode_new_tokens(self.tokenizer, result.token_ids, self._special_ids)
+        first = result.first_content_token
+        return Draft(
+            text=text,
+            raw=raw,
+            new_tokens=len(result.token_ids),
+            output_tokens=len(result.token_ids) + (1 if result.stop_token is not None else 0),
+            prompt_tokens=result.prompt_tokens,
+            finish=result.finish,
+            first_token=None if first is None else self.tokenizer.decode([first]),
+            first_token_bans=result.first_token_bans,
+            batch_size=result.batch_size,
+            queued_s=result.queued_s,
+            generate_s=result.generate_s,
+        )
+
+    def should_retry(self, ex: Exception) -> bool:
+        return False  # local errors (bad input, a row that does not fit in memory) do not heal on retry
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "device": self.loaded.device,
+            "dtype": self.loaded.dtype,
+            "engine": self.engine.settings.model_dump(),
+        }
+
+
+__all__ = ["Draft", "DraftRequest", "GenerationBackend", "LocalBackend", "decode_new_tokens"]
