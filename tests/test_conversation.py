@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from inspect_ai import Task, eval
 from inspect_ai.agent import Agent, AgentState, agent
@@ -109,7 +110,7 @@ def test_turn_order_store_metadata_and_transcript(tmp_path: Path) -> None:
     }
 
     spans = [e.name for e in sample.events if e.event == "span_begin" and e.type == "simulated_user"]
-    assert spans == [f"user turn {i}" for i in range(1, 6)]
+    assert spans == [f"user turn {i} (scripted)" for i in range(1, 6)]
     infos = [e.data for e in sample.events if e.event == "info"]
     assert infos[0] == {
         "user_turn": 1,
@@ -350,3 +351,23 @@ def test_solver_is_registered_for_cli_use(tmp_path: Path) -> None:
     sample, conv, _ = run(tmp_path, created)
     assert registry_info(created).name.endswith("simulated_user")
     assert conv.user_turns == 4 and sample.messages[0].text == TURNS[0]
+
+
+def test_time_limit_cancellation_is_recorded_as_limit(tmp_path: Path) -> None:
+    async def slow(
+        input: list[ChatMessage], tools: Any, tool_choice: Any, config: GenerateConfig
+    ) -> ModelOutput:
+        await anyio.sleep(0.4)
+        return out("ok")
+
+    sample, conv, _ = run(
+        tmp_path,
+        simulated_user("scripted", max_turns=10),
+        metadata={"turns": ["again"] * 10},
+        assistant=get_model("mockllm/model", custom_outputs=slow, memoize=False),
+        time_limit=1,
+    )
+    assert sample.limit is not None and sample.limit.type == "time"
+    assert conv.stop_reason == StopReason.LIMIT and 1 <= conv.user_turns < 10
+    stopped = [e.data for e in sample.events if e.event == "info" and "conversation_stopped" in e.data]
+    assert stopped and stopped[0]["limit"] == "time"

@@ -2,12 +2,15 @@
 
 The sample transcript *is* the conversation, so ordinary Inspect scorers keep working on it. Everything about the
 simulation goes to the log as it happens:
-- each user turn runs in a transcript span "user turn N" (type `simulated_user`) holding the simulator's model
-  calls and an info event with who wrote the turn and why (rejected drafts, retries, guardrail decisions);
+- each user turn runs in a transcript span "user turn N (<simulator>)" (type `simulated_user`) holding the
+  simulator's model calls and an info event with who wrote the turn and why (rejected drafts, retries, guardrail
+  decisions);
 - each user message carries `metadata={"simulator", "turn", "shard_id"}`;
 - the `Conversation` store record (records.py) is rewritten after every turn, so a limit that aborts the loop
   loses nothing; a final info event and `state.metadata["simulated_user"]` (shown in the viewer's sample header)
-  say why the conversation stopped.
+  say why the conversation stopped. Message/token/turn/cost limits raise `LimitExceededError`; time and working
+  limits cancel the solver (recognised by the expired limit). Both are recorded as `StopReason.LIMIT` and
+  re-raised, so Inspect records the limit (`EvalSample.limit`) and still scores the sample.
 
 The simulator's model calls run under `suspend_token_limit()` / `suspend_turn_limit()`, so they never count
 against the assistant's token and turn limits (notes G6); they still show in `role_usage` under their role.
@@ -21,11 +24,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 from inspect_ai.agent import Agent, AgentState
 from inspect_ai.log import transcript
 from inspect_ai.model import ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, solver
-from inspect_ai.util import LimitExceededError, span, suspend_token_limit, suspend_turn_limit
+from inspect_ai.util import (
+    LimitExceededError,
+    sample_limits,
+    span,
+    suspend_token_limit,
+    suspend_turn_limit,
+)
 from pydantic import ValidationError
 
 from .records import Conversation
@@ -98,6 +108,10 @@ def simulated_user(
         except LimitExceededError as ex:
             record.stop(StopReason.LIMIT, limit=ex.type)
             raise  # Inspect records the limit on the sample and still scores it
+        except anyio.get_cancelled_exc_class():
+            if (limit := _expired_clock_limit()) is not None:  # time/working limits cancel instead of raising
+                record.stop(StopReason.LIMIT, limit=limit)
+            raise
         return state
 
     return solve
@@ -107,7 +121,7 @@ async def _user_turn(sim: Simulator, ctx: SimulationContext, state: TaskState, r
     """Ask the simulator for the next turn (outside the assistant's token/turn budget) and record it."""
     index = record.user_turns + 1
     ctx.messages, ctx.turn, ctx.revealed = list(state.messages), index, list(record.revealed)
-    async with span(f"user turn {index}", type="simulated_user"):
+    async with span(f"user turn {index} ({sim.name})", type="simulated_user"):
         try:
             with suspend_token_limit(), suspend_turn_limit():
                 turn = await sim.next_turn(ctx)
@@ -245,6 +259,18 @@ def context_from_state(state: TaskState, intent: str | None, needs_intent: bool 
         metadata=metadata,
         epoch=state.epoch,
     )
+
+
+def _expired_clock_limit() -> str | None:
+    """ "time" or "working" when that sample limit has run out (so a cancellation came from it), else None."""
+    try:
+        limits = sample_limits()
+        for name, limit in (("time", limits.time), ("working", limits.working)):
+            if limit.limit is not None and limit.usage >= limit.limit:
+                return name
+    except Exception:  # never mask the cancellation
+        pass
+    return None
 
 
 async def _check(stop_when: StopWhen, state: TaskState) -> bool:
