@@ -32,7 +32,7 @@ from userlm_plugin.records import conversation_from_store
 from userlm_plugin.report import compare_logs
 from userlm_plugin.wrap import WRAP_METADATA_KEY, UnwrappableTaskError, simulate
 
-pytest.importorskip("inspect_evals")
+# inspect-evals is a test dependency (pyproject `test` extra): a hard import, so a missing install fails loudly
 gsm8k_module = importlib.import_module("inspect_evals.gsm8k.gsm8k")
 humaneval_module = importlib.import_module("inspect_evals.humaneval.humaneval")
 
