@@ -1,0 +1,228 @@
+"""`userlm-plugin serve` end to end: a real server process on 127.0.0.1 serving the tiny UserLM, LiteLLM as client.
+
+The tiny model leans towards `<|endconversation|>` (bias 6): banned by default (the paper's guardrail), it shows
+up once a request allows ending, which exercises the documented end signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from userlm_plugin.serve import END_FINISH_REASON
+from userlm_plugin.turns import END_CONVERSATION
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map fetch (notes G10)
+
+NAME = "tiny-userlm"
+INTENT = "You are a user who needs a python function that sorts a list; ask the assistant for it."
+
+
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.url}/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tiny_userlm_factory: Any) -> Iterator[Served]:
+    model_dir = tiny_userlm_factory(token_bias={END_CONVERSATION: 6.0})
+    port = _free_port()
+    log = Path(tempfile.mkstemp(prefix="userlm_serve_", suffix=".log")[1])
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "userlm_plugin.serve",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--served-model-name",
+                NAME,
+                "-M",
+                "max_wait_ms=100",
+                "-M",
+                "max_batch_size=8",
+                "-M",
+                "max_new_tokens=24",
+                "--max-tokens-limit",
+                "256",
+            ],  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = Served(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve not ready after 90 s:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.unlink(missing_ok=True)
+
+
+def conversation(i: int = 0) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": INTENT},
+        {"role": "user", "content": f"hi, I need a sort function {i}"},
+        {"role": "assistant", "content": "Sure! Which language, and should it sort in place?"},
+    ]
+
+
+async def test_litellm_client_gets_the_next_user_turn_and_concurrent_requests_are_batched(
+    served: Served,
+) -> None:
+    import litellm
+
+    async def ask(i: int) -> Any:
+        return await litellm.acompletion(
+            model=f"openai/{NAME}",
+            api_base=served.api_base,
+            api_key="x",
+            messages=conversation(i),
+            max_tokens=24,
+            seed=i,
+            num_retries=0,
+        )
+
+    responses = await asyncio.gather(*(ask(i) for i in range(8)))
+    for response in responses:
+        choice = response.choices[0]
+        assert isinstance(choice.message.content, str) and choice.message.content.strip()
+        assert END_CONVERSATION not in choice.message.content  # banned by default (paper guardrail)
+        assert choice.finish_reason in ("stop", "length")
+        assert response.usage.completion_tokens > 0 and response.usage.prompt_tokens > 0
+    health = httpx.get(f"{served.url}/health", timeout=5).json()
+    assert health["batching"]["max_batch_size"] > 1  # concurrent HTTP requests shared generate() batches
+    assert health["batching"]["max_batch_size"] <= 8
+    assert health["requests"]["peak_in_flight"] > 1
+    metrics = httpx.get(f"{served.url}/metrics", timeout=5).text
+    assert "userlm_engine_max_batch_size " in metrics
+
+
+def test_end_of_conversation_is_signalled_by_finish_reason_and_literal_token(served: Served) -> None:
+    body = {
+        "model": NAME,
+        "messages": conversation(),
+        "max_tokens": 24,
+        "userlm": {"min_turns_before_end": 0},  # per-request guardrail override: ending allowed
+    }
+    ends = []
+    for seed in range(6):
+        data = httpx.post(
+            f"{served.api_base}/chat/completions", json={**body, "seed": seed}, timeout=60
+        ).json()
+        choice = data["choices"][0]
+        assert choice["finish_reason"] in ("stop", "length", END_FINISH_REASON)
+        if choice["finish_reason"] == END_FINISH_REASON:
+            assert choice["message"]["content"] == END_CONVERSATION
+            assert data["userlm"]["end_reason"] in ("end_token", "empty_turn")
+            ends.append(seed)
+    assert ends  # the biased model does end once it may
+
+
+def test_models_and_health(served: Served) -> None:
+    models = httpx.get(f"{served.api_base}/models", timeout=5).json()
+    assert [m["id"] for m in models["data"]] == [NAME]
+    assert httpx.get(f"{served.url}/health", timeout=5).json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"model": NAME}, 400, "'messages' must be a non-empty list"),
+        ({"model": NAME, "messages": []}, 400, "'messages' must be a non-empty list"),
+        (
+            {"model": NAME, "messages": [{"role": "robot", "content": "x"}]},
+            400,
+            "messages[0].role must be one of",
+        ),
+        (
+            {"model": NAME, "messages": conversation(), "max_tokens": 10**9},
+            400,
+            "'max_tokens' must be an integer",
+        ),
+        (
+            {"model": NAME, "messages": conversation(), "temperature": "hot"},
+            400,
+            "'temperature' must be a number",
+        ),
+        (
+            {"model": NAME, "messages": [{"role": "user", "content": "hi"}]},
+            400,
+            "intent as the first message",
+        ),
+        ({"model": NAME, "messages": conversation(), "userlm": {"max_wordz": 3}}, 400, "Unknown guardrail"),
+        ({"model": "gpt-4", "messages": conversation()}, 404, "does not exist"),
+        ({"model": NAME, "messages": conversation(), "stream": True}, 400, "stream"),
+    ],
+)
+def test_malformed_requests_get_a_clear_4xx_and_the_server_keeps_serving(
+    served: Served, body: dict[str, Any], status: int, needle: str
+) -> None:
+    response = httpx.post(f"{served.api_base}/chat/completions", json=body, timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert needle in error["message"] and error["type"] == "invalid_request_error"
+    ok = httpx.post(f"{served.api_base}/chat/completions", json={"messages": conversation()}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+
+
+def test_bad_json_is_a_4xx(served: Served) -> None:
+    response = httpx.post(
+        f"{served.api_base}/chat/completions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+    assert httpx.post(f"{served.api_base}/nowhere", json={}).status_code == 404
+    assert httpx.get(f"{served.url}/health", timeout=5).json()["requests"]["by_status"]["400"] >= 1
+
+
+async def test_litellm_sees_a_bad_request_as_its_bad_request_error(served: Served) -> None:
+    import litellm
+
+    with pytest.raises(litellm.BadRequestError, match="messages"):
+        await litellm.acompletion(
+            model=f"openai/{NAME}", api_base=served.api_base, api_key="x", messages=[], num_retries=0
+        )
