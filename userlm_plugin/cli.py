@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .serve.cli import add_serve_parser
+
 
 def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -59,7 +61,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_compare]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [_add_compare, add_serve_parser]
 """Each adds one subcommand parser; append yours."""
 
 
