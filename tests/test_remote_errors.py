@@ -1,0 +1,153 @@
+"""How the remote backend maps server failures to Inspect's retries, against a real HTTP server on 127.0.0.1.
+
+The server (a few lines of Starlette under uvicorn, in a thread) misbehaves on purpose, per URL prefix:
+429 with Retry-After, 503, 400 with an OpenAI error body, a reply slower than the timeout, and a 200 whose
+prompt count betrays a different tokenizer. Nothing listening at all is the dead-server case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, RetryDecision, get_model
+
+from userlm_plugin.runtime.remote import (
+    RemoteConfigError,
+    RemoteRequestError,
+    RemoteRetryableError,
+    RemoteUnavailableError,
+)
+
+MESSAGES = [
+    ChatMessageSystem(content="You are a user who wants a sort function."),
+    ChatMessageAssistant(content="Hi"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def bad_server() -> Iterator[str]:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def completions(request: Request) -> JSONResponse:
+        mode = request.path_params["mode"]
+        if mode == "ratelimited":
+            return JSONResponse(
+                {"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "2"}
+            )
+        if mode == "down":
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        if mode == "rejects":
+            return JSONResponse({"error": {"message": "model 'nope' not found"}}, status_code=400)
+        if mode == "slow":
+            await asyncio.sleep(3)
+        if mode == "othertokenizer":
+            usage = {"prompt_tokens": 3, "completion_tokens": 4}
+        else:
+            usage = {"completion_tokens": 4}
+        return JSONResponse(
+            {"choices": [{"text": "\nok fine thanks", "finish_reason": "stop"}], "usage": usage}
+        )
+
+    app = Starlette(routes=[Route("/{mode}/v1/completions", completions, methods=["POST"])])
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def remote(url: str, tokenizer_dir: Path, **args: Any) -> Any:
+    return get_model(
+        "userlm/tiny", base_url=url, tokenizer=str(tokenizer_dir), memoize=False, connect_retries=0, **args
+    )
+
+
+async def draw(model: Any) -> Any:
+    return await model.api.generate(MESSAGES, [], "none", GenerateConfig(seed=1))
+
+
+async def test_rate_limit_and_server_errors_are_retried(bad_server: str, tiny_userlm_dir: Path) -> None:
+    model = remote(f"{bad_server}/ratelimited/v1", tiny_userlm_dir)
+    with pytest.raises(RemoteRetryableError, match="rate limited") as info:
+        await draw(model)
+    decision = model.api.should_retry(info.value)
+    assert (
+        isinstance(decision, RetryDecision) and decision.kind == "rate_limit" and decision.retry_after == 2.0
+    )
+
+    model = remote(f"{bad_server}/down/v1", tiny_userlm_dir)
+    with pytest.raises(RemoteRetryableError, match="server error 503: overloaded") as info:
+        await draw(model)
+    assert model.api.should_retry(info.value).kind == "transient"
+
+
+async def test_timeout_is_retried_but_a_rejection_is_not(bad_server: str, tiny_userlm_dir: Path) -> None:
+    model = remote(f"{bad_server}/slow/v1", tiny_userlm_dir, timeout=0.3)
+    with pytest.raises(RemoteRetryableError, match="no answer within") as info:
+        await draw(model)
+    assert model.api.should_retry(info.value).kind == "transient"
+
+    model = remote(f"{bad_server}/rejects/v1", tiny_userlm_dir)
+    with pytest.raises(
+        RemoteRequestError, match=r"rejected the request \(400\): model 'nope' not found"
+    ) as info:
+        await draw(model)
+    assert not model.api.should_retry(info.value)
+
+
+async def test_wrong_tokenizer_fails_loudly(bad_server: str, tiny_userlm_dir: Path) -> None:
+    model = remote(f"{bad_server}/othertokenizer/v1", tiny_userlm_dir)
+    with pytest.raises(RemoteConfigError, match="not the served model's tokenizer"):
+        await draw(model)
+    ok = remote(f"{bad_server}/fine/v1", tiny_userlm_dir, first_token_filter=False, min_words=0)
+    output, call = await draw(ok)
+    assert output.completion == "ok fine thanks"
+    assert call.request["backend"]["kind"] == "remote"
+
+
+async def test_nothing_listening_is_not_retried(tiny_userlm_dir: Path) -> None:
+    model = remote(f"http://127.0.0.1:{_free_port()}/v1", tiny_userlm_dir)
+    started = time.monotonic()
+    with pytest.raises(RemoteUnavailableError, match="cannot connect"):
+        await model.generate(MESSAGES)  # through Inspect's retry loop: fails at once
+    assert time.monotonic() - started < 10
+
+
+def test_bad_remote_args_are_clear_errors(tiny_userlm_dir: Path) -> None:
+    with pytest.raises(ValueError, match="need a server: add -M base_url="):
+        get_model(f"userlm/{tiny_userlm_dir}", memoize=False, server_model="x")
+    with pytest.raises(ValueError, match="base_url must be an http"):
+        get_model("userlm/tiny", base_url="localhost:8000", tokenizer=str(tiny_userlm_dir), memoize=False)
+    with pytest.raises(ValueError, match="prompt_format"):
+        get_model(
+            "userlm/tiny",
+            base_url="http://127.0.0.1:1/v1",
+            tokenizer=str(tiny_userlm_dir),
+            prompt_format="chat",
+            memoize=False,
+        )
