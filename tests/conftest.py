@@ -56,3 +56,8 @@ def tiny_userlm_model() -> Callable[..., Any]:
         return get_model(f"userlm/{path}", memoize=False, **model_args)
 
     return make
+
+
+# The llama.cpp server (SmolLM2 on 127.0.0.1) fixtures: `llama_server` (one per session, shared by every module
+# that asks for it) and `llama_server_factory` (private servers, e.g. to kill one). See tests/llama_server.py.
+from llama_server import llama_server, llama_server_factory  # noqa: E402, F401

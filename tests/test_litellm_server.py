@@ -24,7 +24,7 @@ from inspect_ai.model import (
 )
 from inspect_ai.solver import TaskState
 from inspect_ai.tool import ToolCall, ToolFunction, ToolInfo, ToolParam, ToolParams
-from llama_server import LlamaServer, llama_server, llama_server_factory  # noqa: F401 (fixtures)
+from llama_server import LlamaServer
 
 import userlm_plugin._registry  # noqa: F401
 
@@ -49,7 +49,7 @@ def server_model(server: LlamaServer, **config: Any) -> Model:
     return get_model(server.model, memoize=False, config=GenerateConfig(**config), **server.model_args)
 
 
-async def test_plain_generate_records_usage_and_call(llama_server: LlamaServer) -> None:  # noqa: F811
+async def test_plain_generate_records_usage_and_call(llama_server: LlamaServer) -> None:
     model = server_model(llama_server)
     output, call = await model.api.generate(
         [ChatMessageUser(content="What is the capital of France? Answer in one sentence.")],
@@ -68,7 +68,7 @@ async def test_plain_generate_records_usage_and_call(llama_server: LlamaServer) 
     assert call.response["usage"]["completion_tokens"] == output.usage.output_tokens
 
 
-async def test_tool_calls_round_trip(llama_server: LlamaServer) -> None:  # noqa: F811
+async def test_tool_calls_round_trip(llama_server: LlamaServer) -> None:
     """llama.cpp honours a forced tool choice with a grammar, so the real server returns a real tool call."""
     api = server_model(llama_server).api
     ask = [ChatMessageUser(content="What is 2 plus 3? Use the add tool.")]
@@ -110,7 +110,7 @@ def _conversation_task(max_turns: int = 3, **solver_args: Any) -> Task:
     )
 
 
-def test_three_turn_conversation_both_roles_on_the_server(llama_server: LlamaServer, tmp_path: Path) -> None:  # noqa: F811
+def test_three_turn_conversation_both_roles_on_the_server(llama_server: LlamaServer, tmp_path: Path) -> None:
     from userlm_plugin.records import conversation_from_store
 
     [log] = eval(
@@ -143,7 +143,7 @@ def test_three_turn_conversation_both_roles_on_the_server(llama_server: LlamaSer
 
 
 def test_server_killed_mid_run_fails_the_sample_not_the_eval(
-    llama_server_factory,  # noqa: F811
+    llama_server_factory,
     tmp_path: Path,
 ) -> None:
     """The server dies after the first assistant turn: the next call is retried (Inspect's backoff, bounded by
