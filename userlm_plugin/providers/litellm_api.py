@@ -34,10 +34,10 @@ from inspect_ai.model import (
     ModelAPI,
     ModelCall,
     ModelOutput,
+    RetryDecision,
     messages_to_openai,
     model_output_from_openai,
 )
-from inspect_ai.model._model import RetryDecision
 from inspect_ai.tool import ToolChoice, ToolFunction, ToolInfo
 
 if TYPE_CHECKING:
