@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from llama_server are used as parameters)
 """The `userlm/` remote backend against a real server nobody here wrote: llama-cpp-python serving SmolLM2.
 
 SmolLM2 is not a user model (ChatML, no `<|endconversation|>`), so these tests check the plumbing: our rendered
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, get_model
-from llama_server import LlamaServer, llama_server, llama_server_factory, require_server, smollm2_gguf  # noqa: F401
+from llama_server import LlamaServer, require_server, smollm2_gguf
 
 from userlm_plugin.runtime.guardrails import PAPER_BANNED_FIRST_WORDS
 from userlm_plugin.runtime.remote import RemoteUnavailableError
@@ -31,10 +30,12 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="session")
-def smollm2_tokenizer(pytestconfig: pytest.Config) -> Path:
-    """SmolLM2's tokenizer as a plain folder (the GGUF conversion takes ~10 s: cached in pytest's cache dir)."""
+def smollm2_tokenizer() -> Path:
+    """SmolLM2's tokenizer as a plain folder (the GGUF conversion takes ~10 s: cached in the repo's ignored
+    .cache/, so it survives runs with pytest's cache provider off)."""
     require_server()
-    folder = Path(pytestconfig.cache.mkdir("smollm2_tokenizer"))
+    folder = Path(__file__).resolve().parents[1] / ".cache" / "smollm2_tokenizer"
+    folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "tokenizer.json").is_file():
         from transformers import AutoTokenizer
 
