@@ -84,7 +84,14 @@ def _groups(scores: Sequence[SampleScore]) -> dict[str, list[SampleScore]]:
     return grouped
 
 
+def _first_turns(scores: Sequence[SampleScore]) -> list[str]:
+    """The first user turns the scorer put in `Score.metadata["first_turn"]` (samples without one skipped)."""
+    return [t for s in scores if (t := (s.score.metadata or {}).get("first_turn"))]
+
+
 def _mean_metric(key: str, scale: float = 1.0) -> Callable[[list[SampleScore]], float]:
+    """Mean of `key` over the samples it applies to (None skipped), times `scale`."""
+
     def compute(scores: list[SampleScore]) -> float:
         return _mean(_values(scores, key), scale)
 
@@ -116,8 +123,7 @@ def first_turn_unique_unigram_pct() -> Metric:
     """
 
     def compute(scores: list[SampleScore]) -> float:
-        texts = [t for s in scores if (t := (s.score.metadata or {}).get("first_turn"))]
-        ratio = qm.distinct_unigram_ratio(texts)
+        ratio = qm.distinct_unigram_ratio(_first_turns(scores))
         return NOT_APPLICABLE if ratio is None else ratio * 100
 
     return compute
@@ -133,8 +139,7 @@ def first_turn_pairwise_difference_pct() -> Metric:
     """
 
     def compute(scores: list[SampleScore]) -> float:
-        texts = [t for s in scores if (t := (s.score.metadata or {}).get("first_turn"))]
-        value = qm.mean_pairwise_jaccard_distance(texts)
+        value = qm.mean_pairwise_jaccard_distance(_first_turns(scores))
         return NOT_APPLICABLE if value is None else value * 100
 
     return compute
@@ -212,13 +217,7 @@ def intent_overlap_pct() -> Metric:
     removed). Pooled over turns, so long conversations weigh more. Paper: humans 1.68, UserLM-8b 2.69,
     GPT-4o 7.68 (unit unverified; see `intent_overlap_words_per_turn`).
     """
-
-    def compute(scores: list[SampleScore]) -> float:
-        total = sum(_values(scores, "overlap_sum"))
-        count = sum(_values(scores, "turns_scored"))
-        return total / count * 100 if count else NOT_APPLICABLE
-
-    return compute
+    return _ratio_metric("overlap_sum", "turns_scored")
 
 
 @metric(scores="unreduced")
@@ -283,7 +282,7 @@ def turn_variance_within_intent() -> Metric:
             spread = qm.length_spread([int(v) for v in _values(group, "user_turns")])
             if spread is not None and len(group) >= 2:
                 variances.append(spread[0])
-        return statistics.fmean(variances) if variances else NOT_APPLICABLE
+        return _mean(variances)
 
     return compute
 
@@ -321,8 +320,7 @@ def unigram_difference_within_intent() -> Metric:
             qm.unigram_difference([(s.score.metadata or {}).get("user_texts") or [] for s in group])
             for group in _groups(scores).values()
         ]
-        values = [v for v in per_intent if v is not None]
-        return statistics.fmean(values) if values else NOT_APPLICABLE
+        return _mean([v for v in per_intent if v is not None])
 
     return compute
 
