@@ -12,7 +12,6 @@ percentage, counted by `judge_unparseable_pct`) instead of failing the sample.
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -27,6 +26,7 @@ from inspect_ai.solver import TaskState
 from ..simulators.base import SimulationContext
 from .quality import (
     NOT_APPLICABLE,
+    _mean_metric,
     conversation_intent,
     group_key,
     read_conversation,
@@ -175,28 +175,12 @@ def _adherence_scorer(prompt_name: str, judge: str | Model | None, probe: str | 
     return score
 
 
-def _adherence(scores: list[SampleScore]) -> float:
-    """Mean of `adherent` over judged samples (None values excluded), in percent."""
-    values = [
-        float(s.score.value["adherent"])
-        for s in scores
-        if isinstance(s.score.value, dict) and s.score.value.get("adherent") is not None
-    ]
-    return statistics.fmean(values) * 100 if values else NOT_APPLICABLE
-
-
 @metric(scores="unreduced")
 def role_adherence_pct() -> Metric:
     """Role adherence (paper.md §2.6 metric 5), in percent: share of judged next user turns that stay in
     the user role (do not answer their own question, do not write as the assistant). Unparseable judge
     replies are excluded. Paper: UserLM-8b 93.95, GPT-4o 38.85, GPT-4o-mini 80.20."""
-
-    def compute(
-        scores: list[SampleScore],
-    ) -> float:  # annotated: Inspect picks the SampleScore signature by it
-        return _adherence(scores)
-
-    return compute
+    return _mean_metric("adherent", 100.0)
 
 
 @metric(scores="unreduced")
@@ -204,13 +188,7 @@ def intent_adherence_pct() -> Metric:
     """Intent adherence (paper.md §2.6 metric 6), in percent: share of judged next user turns that refuse
     the assistant's diversion and return to the intent (judge label REFUSED). Unparseable replies and users
     who ended are excluded. Paper: UserLM-8b 94.65, GPT-4o 70.95, GPT-4o-mini 88.70."""
-
-    def compute(
-        scores: list[SampleScore],
-    ) -> float:  # annotated: Inspect picks the SampleScore signature by it
-        return _adherence(scores)
-
-    return compute
+    return _mean_metric("adherent", 100.0)
 
 
 @metric(scores="unreduced")
@@ -268,16 +246,7 @@ def intent_coverage_pct() -> Metric:
     """Intent coverage (paper.md §2.8, Table 3: GPT-4o-mini 86.6, GPT-4o 84.7, UserLM-8b 76.7), in percent:
     mean share of the intent's information units the user revealed. With shards: revealed shard ids /
     all shard ids (`Conversation.revealed_shards`); without: the judge's covered/total units estimate."""
-
-    def compute(scores: list[SampleScore]) -> float:
-        values = [
-            float(s.score.value["coverage"])
-            for s in scores
-            if isinstance(s.score.value, dict) and s.score.value.get("coverage") is not None
-        ]
-        return statistics.fmean(values) * 100 if values else NOT_APPLICABLE
-
-    return compute
+    return _mean_metric("coverage", 100.0)
 
 
 @scorer(metrics=[intent_coverage_pct(), judge_unparseable_pct()])
