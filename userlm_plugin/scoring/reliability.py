@@ -69,54 +69,52 @@ def _group(scores: Iterable[SampleScore]) -> dict[object, list[float]]:
     return groups
 
 
+def _corpus_metric(key: str) -> Metric:
+    """The metric reporting `corpus_stats(...)[key]` over the unreduced epoch scores."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return corpus_stats(_group(scores))[key]
+
+    return compute
+
+
+def _per_conversation_mean(key: str) -> Metric:
+    """The metric reporting the mean of `key` over conversations (0.0 when there are none)."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return sum(_value(s, key) for s in scores) / len(scores) if scores else 0.0
+
+    return compute
+
+
 @metric(name="performance_P", scores="unreduced")
 def performance() -> Metric:
     """P: mean score (0-100) per instruction over epochs, averaged over instructions."""
-
-    def compute(scores: list[SampleScore]) -> Value:
-        return corpus_stats(_group(scores))["P"]
-
-    return compute
+    return _corpus_metric("P")
 
 
 @metric(name="aptitude_A90", scores="unreduced")
 def aptitude() -> Metric:
     """A90: 90th percentile score (0-100) per instruction over epochs, averaged over instructions."""
-
-    def compute(scores: list[SampleScore]) -> Value:
-        return corpus_stats(_group(scores))["A90"]
-
-    return compute
+    return _corpus_metric("A90")
 
 
 @metric(name="unreliability_U90_10", scores="unreduced")
 def unreliability() -> Metric:
     """U90_10: p90 - p10 score per instruction over epochs, averaged over instructions (lower is better)."""
-
-    def compute(scores: list[SampleScore]) -> Value:
-        return corpus_stats(_group(scores))["U90_10"]
-
-    return compute
+    return _corpus_metric("U90_10")
 
 
 @metric(name="turns_used", scores="unreduced")
 def turns_used() -> Metric:
     """Mean number of simulated user turns per conversation."""
-
-    def compute(scores: list[SampleScore]) -> Value:
-        return sum(_value(s, TURNS) for s in scores) / len(scores) if scores else 0.0
-
-    return compute
+    return _per_conversation_mean(TURNS)
 
 
 @metric(name="ended_correct", scores="unreduced")
 def ended_correct() -> Metric:
     """Share of conversations that ended because the assistant's latest answer was correct."""
-
-    def compute(scores: list[SampleScore]) -> Value:
-        return sum(_value(s, ENDED_CORRECT) for s in scores) / len(scores) if scores else 0.0
-
-    return compute
+    return _per_conversation_mean(ENDED_CORRECT)
 
 
 def reliability_metrics() -> list[Metric]:
