@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .._paths import resolve_user_path
 from ..simulators.base import Shard
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def download_lic(revision: str = LIC_REVISION) -> Path:
 
 
 def read_records(path: Path) -> list[Any]:
-    """The raw JSON list of records in a LiC file."""
+    """The raw JSON list of records in a LiC file (a relative path is the shell's, see `resolve_user_path`)."""
+    path = resolve_user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"-T data={path}: no such file (expected lost_in_conversation.json)")
     try:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .._paths import resolve_user_path
 from .base import Simulator
 from .prompted import PromptedConfig, PromptedUser
 from .replay import ReplayConfig, ReplayUser
@@ -54,7 +55,9 @@ PRESETS: dict[str, Preset] = {
     ),
     "sharded": Preset(ShardedConfig, ShardedUser, summary="Lost in Conversation's sharded user"),
     "scripted": Preset(ScriptedConfig, ScriptedUser, summary="fixed turns or shards in order, no model"),
-    "replay": Preset(ReplayConfig, ReplayUser, summary="the user turns of an earlier run's log, per sample and epoch"),
+    "replay": Preset(
+        ReplayConfig, ReplayUser, summary="the user turns of an earlier run's log, per sample and epoch"
+    ),
 }
 """Simulator names accepted by `simulated_user(simulator=...)` and by a preset file's `simulator` key."""
 
@@ -73,8 +76,8 @@ def load_simulator(spec: str | Path | dict[str, Any] | Simulator) -> Simulator:
     if isinstance(spec, str):
         if spec in PRESETS:
             return simulator_from_dict({"simulator": spec}, source=spec)
-        if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-            return simulator_from_dict(_read_yaml(Path(spec)), source=spec)
+        if spec.endswith((".yaml", ".yml")) or resolve_user_path(spec).is_file():
+            return simulator_from_dict(_read_yaml(resolve_user_path(spec)), source=spec)
         raise ValueError(
             f"Unknown simulator {spec!r}. Use a preset name ({_names()}) or the path of a YAML preset file."
         )

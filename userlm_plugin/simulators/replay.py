@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .._paths import resolve_user_path
 from ..records import conversation_from_store
 from ..turns import EndReason, UserTurn
 from .base import SimulationContext
@@ -68,7 +69,7 @@ def load_frozen_turns(log: str | Path) -> tuple[dict[tuple[str, int], FrozenConv
     """
     from inspect_ai.log import read_eval_log
 
-    path = Path(log)
+    path = resolve_user_path(log)
     if not path.exists():
         raise FileNotFoundError(f"replay_user(log={str(log)!r}): no such log file.")
     eval_log = read_eval_log(str(path))
