@@ -12,13 +12,15 @@ import hashlib
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
 from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelOutput, get_model
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import SimulationContext
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 USERLM_INTENT_PREFIX = "You are a user chatting with an assistant language model to"
 """How every UserLM training intent starts (paper.md §2.2). Prompted baselines want the goal after it."""
@@ -84,6 +86,22 @@ def eval_seed() -> int | None:
     except ImportError:  # pragma: no cover - private Inspect API moved
         return None
     return active_generate_config().seed
+
+
+class ConfiguredSimulator(Generic[ConfigT]):
+    """Base of the simulators built from a pydantic settings model (their preset schema).
+
+    Holds the settings and describes the simulator as `{"simulator": name, **settings}`, the record the solver logs
+    as `Conversation.simulator_config`, so every simulator's log entry has the same form.
+    """
+
+    name: str
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    def describe(self) -> dict[str, Any]:
+        return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
 
 class ModelSettings(BaseModel):

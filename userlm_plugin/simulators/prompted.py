@@ -22,7 +22,15 @@ from inspect_ai.model import ChatMessage, ChatMessageAssistant, ChatMessageSyste
 from pydantic import Field
 
 from ..turns import END_CONVERSATION, EndReason, Rejection, RejectReason, UserTurn
-from ._common import ModelSettings, call_facts, clean_draft, intent_goal, load_prompts, render
+from ._common import (
+    ConfiguredSimulator,
+    ModelSettings,
+    call_facts,
+    clean_draft,
+    intent_goal,
+    load_prompts,
+    render,
+)
 from .base import SimulationContext
 from .role_break import detect_role_break
 
@@ -38,17 +46,14 @@ class PromptedConfig(ModelSettings):
     detect_role_breaks: bool = True
 
 
-class PromptedUser:
+class PromptedUser(ConfiguredSimulator[PromptedConfig]):
     """A prompted assistant model writing the user's turns."""
 
     needs_intent = True
 
     def __init__(self, config: PromptedConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.name = "prompted" if config.style == "role_flip" else "prompted_flat"
-
-    def describe(self) -> dict[str, Any]:
-        return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
     def messages(self, ctx: SimulationContext) -> list[ChatMessage]:
         """The simulator model's input for the next user turn."""

@@ -6,11 +6,10 @@ sent verbatim, no rephrasing and no choice of order).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict
 
 from ..turns import EndReason, UserTurn
+from ._common import ConfiguredSimulator
 from .base import SimulationContext
 
 
@@ -23,17 +22,11 @@ class ScriptedConfig(BaseModel):
     """Fixed user turns for every sample. None: the sample's metadata `turns`, else its `shards`."""
 
 
-class ScriptedUser:
+class ScriptedUser(ConfiguredSimulator[ScriptedConfig]):
     """Sends turn n of the script at user turn n; ends with `SCRIPT_EXHAUSTED` when none is left."""
 
     name = "scripted"
     needs_intent = False
-
-    def __init__(self, config: ScriptedConfig) -> None:
-        self.config = config
-
-    def describe(self) -> dict[str, Any]:
-        return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
     async def next_turn(self, ctx: SimulationContext) -> UserTurn:
         turns = self.config.turns if self.config.turns is not None else _metadata_turns(ctx)

@@ -25,7 +25,7 @@ from inspect_ai.util import json_schema
 from pydantic import BaseModel, Field
 
 from ..turns import EndReason, Rejection, RejectReason, UserTurn
-from ._common import ModelSettings, call_facts, load_prompts, render
+from ._common import ConfiguredSimulator, ModelSettings, call_facts, load_prompts, render
 from .base import SimulationContext
 
 NO_SHARD = -1
@@ -48,17 +48,11 @@ class ShardedConfig(ModelSettings):
     """Ask the provider for JSON output (`response_schema`), as LiC does; providers without it ignore it."""
 
 
-class ShardedUser:
+class ShardedUser(ConfiguredSimulator[ShardedConfig]):
     """Reveals one shard per turn, chosen and rephrased by an LLM."""
 
     name = "sharded"
     needs_intent = False
-
-    def __init__(self, config: ShardedConfig) -> None:
-        self.config = config
-
-    def describe(self) -> dict[str, Any]:
-        return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
     async def next_turn(self, ctx: SimulationContext) -> UserTurn:
         if not ctx.shards:

@@ -19,7 +19,7 @@ from inspect_ai.model import ChatMessage, ChatMessageSystem, ModelOutput
 from pydantic import Field
 
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY, EndReason, Rejection, UserTurn
-from ._common import ModelSettings, call_facts
+from ._common import ConfiguredSimulator, ModelSettings, call_facts
 from .base import SimulationContext
 
 DEFAULT_USERLM = "userlm/microsoft/UserLM-8b"
@@ -41,17 +41,11 @@ class UserLMConfig(ModelSettings):
     provider validates the keys. None: the provider's defaults (the paper's four guardrails)."""
 
 
-class UserLMUser:
+class UserLMUser(ConfiguredSimulator[UserLMConfig]):
     """Asks the User LM for the next user turn and reports its guardrail decisions."""
 
     name = "userlm"
     needs_intent = True
-
-    def __init__(self, config: UserLMConfig) -> None:
-        self.config = config
-
-    def describe(self) -> dict[str, Any]:
-        return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
     def messages(self, ctx: SimulationContext) -> list[ChatMessage]:
         """What UserLM is conditioned on: the intent as system message, then the user's view, roles unflipped."""
