@@ -134,13 +134,14 @@ class ModelSettings(BaseModel):
 
     async def generate(
         self, messages: list[ChatMessage], ctx: SimulationContext, attempt: int = 0, **extra: Any
-    ) -> tuple[ModelOutput, Model, GenerateConfig]:
-        """One call to the simulator's model. Token/turn-limit suspension is the solver's job (it wraps every
-        `next_turn`), so a simulator used outside the solver still works."""
+    ) -> tuple[ModelOutput, dict[str, Any]]:
+        """One call to the simulator's model: its output and the facts the turn record keeps about the call
+        (`call_facts`). Token/turn-limit suspension is the solver's job (it wraps every `next_turn`), so a
+        simulator used outside the solver still works."""
         model = self.get_model()
         config = self.generate_config(ctx, attempt, **extra)
         output = await model.generate(messages, config=config)
-        return output, model, config
+        return output, call_facts(model, config)
 
 
 def call_facts(model: Model, config: GenerateConfig) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from ..turns import END_CONVERSATION, EndReason, Rejection, RejectReason, UserTu
 from ._common import (
     ConfiguredSimulator,
     ModelSettings,
-    call_facts,
     clean_draft,
     intent_goal,
     load_prompts,
@@ -67,8 +66,8 @@ class PromptedUser(ConfiguredSimulator[PromptedConfig]):
         facts: dict[str, Any] = {"style": self.config.style}
         draft = ""
         for attempt in range(self.config.max_retries + 1):
-            output, model, config = await self.config.generate(messages, ctx, attempt)
-            facts.update(call_facts(model, config))
+            output, call = await self.config.generate(messages, ctx, attempt)
+            facts.update(call)
             draft = clean_draft(output.completion)
             if END_CONVERSATION in draft:
                 if ctx.turn > 1:

@@ -25,7 +25,7 @@ from inspect_ai.util import json_schema
 from pydantic import BaseModel, Field
 
 from ..turns import EndReason, Rejection, RejectReason, UserTurn
-from ._common import ConfiguredSimulator, ModelSettings, call_facts, load_prompts, render
+from ._common import ConfiguredSimulator, ModelSettings, load_prompts, render
 from .base import SimulationContext
 
 NO_SHARD = -1
@@ -76,8 +76,8 @@ class ShardedUser(ConfiguredSimulator[ShardedConfig]):
         rejected: list[Rejection] = []
         facts: dict[str, Any] = {}
         for attempt in range(self.config.max_retries + 1):
-            output, model, config = await self.config.generate(messages, ctx, attempt, **extra)
-            facts.update(call_facts(model, config))
+            output, call = await self.config.generate(messages, ctx, attempt, **extra)
+            facts.update(call)
             raw = output.completion
             try:
                 reply = parse_reply(raw, valid_ids={s.shard_id for s in hidden})

@@ -19,7 +19,7 @@ from inspect_ai.model import ChatMessage, ChatMessageSystem, ModelOutput
 from pydantic import Field
 
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY, EndReason, Rejection, UserTurn
-from ._common import ConfiguredSimulator, ModelSettings, call_facts
+from ._common import ConfiguredSimulator, ModelSettings
 from .base import SimulationContext
 
 DEFAULT_USERLM = "userlm/microsoft/UserLM-8b"
@@ -55,8 +55,8 @@ class UserLMUser(ConfiguredSimulator[UserLMConfig]):
         extra = (
             {"extra_body": {USERLM_METADATA_KEY: self.config.guardrails}} if self.config.guardrails else {}
         )
-        output, model, config = await self.config.generate(self.messages(ctx), ctx, **extra)
-        return turn_from_output(output, facts=call_facts(model, config))
+        output, facts = await self.config.generate(self.messages(ctx), ctx, **extra)
+        return turn_from_output(output, facts=facts)
 
 
 _CONTRACT_KEYS = {"end_reason", "rejected", "retries", "guardrails_exhausted", "guardrails"}
