@@ -26,13 +26,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class DraftRequest:
-    """One draft to generate: the prompt and this draft's sampling settings and token bans."""
+class RowSpec:
+    """One draft's sampling settings and token bans (one batch row of the local engine; sampling.py)."""
 
-    prompt: str
-    """The rendered prompt text (ends by opening a user turn)."""
-    prompt_ids: list[int]
-    """`prompt` encoded without special tokens added (the template already has whatever it needs)."""
     temperature: float
     top_p: float
     seed: int
@@ -41,6 +37,16 @@ class DraftRequest:
     """Ban `<|endconversation|>` (guardrail 2) for this draft."""
     first_bans: Sequence[Sequence[int]] = ()
     """Token sequences banned as the first content token(s) (guardrail 1; guardrails.first_token_ban_sequences)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraftRequest(RowSpec):
+    """One draft to generate: the prompt, plus this draft's sampling settings and token bans (`RowSpec`)."""
+
+    prompt: str
+    """The rendered prompt text (ends by opening a user turn)."""
+    prompt_ids: list[int]
+    """`prompt` encoded without special tokens added (the template already has whatever it needs)."""
 
 
 @dataclass
@@ -129,17 +135,8 @@ class LocalBackend:
 
     async def draft(self, request: DraftRequest) -> Draft:
         from .engine import GenRequest
-        from .sampling import RowSpec
 
-        row = RowSpec(
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            max_new_tokens=request.max_new_tokens,
-            ban_end=request.ban_end,
-            first_bans=request.first_bans,
-        )
-        result = await self.engine.generate(GenRequest(prompt_ids=request.prompt_ids, row=row))
+        result = await self.engine.generate(GenRequest(prompt_ids=request.prompt_ids, row=request))
         text, raw = decode_new_tokens(self.tokenizer, result.token_ids, self._special_ids)
         first = result.first_content_token
         return Draft(
@@ -168,4 +165,4 @@ class LocalBackend:
         }
 
 
-__all__ = ["Draft", "DraftRequest", "GenerationBackend", "LocalBackend", "decode_new_tokens"]
+__all__ = ["Draft", "DraftRequest", "GenerationBackend", "LocalBackend", "RowSpec", "decode_new_tokens"]

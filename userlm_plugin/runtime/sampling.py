@@ -21,19 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor
 
+from .backend import RowSpec  # the row settings are defined once, torch-free, beside DraftRequest
+
 TOP_K = 1024
-
-
-@dataclass
-class RowSpec:
-    """Sampling settings of one request (one batch row)."""
-
-    temperature: float
-    top_p: float
-    seed: int
-    max_new_tokens: int
-    ban_end: bool
-    first_bans: Sequence[Sequence[int]] = ()
 
 
 @dataclass
