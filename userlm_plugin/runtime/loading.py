@@ -16,11 +16,10 @@ from typing import Any
 from ..turns import END_CONVERSATION
 from .engine import BatchingEngine, EngineSettings
 from .guardrails import whitespace_token_ids
-from .template import has_chat_template, template_mode
+from .template import has_chat_template, set_chat_template, stop_token_ids, template_mode, token_ids
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-_EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
 _PAD_CANDIDATES = ("<|finetune_right_pad_id|>",)
 
 
@@ -139,9 +138,7 @@ def _load(
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as error:
         raise ModelLoadError(f"userlm/{name}: could not load the tokenizer: {error}") from error
-    if chat_template is not None:
-        template_file = Path(chat_template).expanduser()
-        tokenizer.chat_template = template_file.read_text() if template_file.is_file() else chat_template
+    set_chat_template(tokenizer, chat_template)
     if not has_chat_template(tokenizer):
         raise ModelLoadError(
             f"userlm/{name}: the tokenizer has no chat template, so the intent/turn prompt cannot be rendered. "
@@ -157,23 +154,15 @@ def _load(
     return _wrap(name, model, tokenizer, device, dtype)
 
 
-def _ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
-
-
 def _wrap(name: str, model: Any, tokenizer: Any, device: str, dtype: str) -> LoadedUserLM:
     vocab = tokenizer.get_vocab()
-    stop_ids: list[int] = []
-    for candidate in [
-        *_ids(getattr(model.generation_config, "eos_token_id", None)),
-        *_ids(getattr(model.config, "eos_token_id", None)),
-        *_ids(tokenizer.eos_token_id),
-        *[vocab[t] for t in _EXTRA_STOP_TOKENS if t in vocab],
-    ]:
-        if candidate not in stop_ids:
-            stop_ids.append(candidate)
+    stop_ids = stop_token_ids(
+        tokenizer,
+        [
+            *token_ids(getattr(model.generation_config, "eos_token_id", None)),
+            *token_ids(getattr(model.config, "eos_token_id", None)),
+        ],
+    )
     if not stop_ids:
         raise ModelLoadError(
             f"userlm/{name}: found no eos token id in the config, generation config or tokenizer"

@@ -43,12 +43,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..turns import END_CONVERSATION
 from .backend import Draft, DraftRequest, decode_new_tokens
+from .template import has_chat_template, set_chat_template, stop_token_ids, token_ids
 
 logger = logging.getLogger(__name__)
 
 BAN_BIAS = -100.0
 """`logit_bias` value used as a ban (OpenAI's documented minimum)."""
-_EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
 API_KEY_ENV = "USERLM_API_KEY"
 
 
@@ -163,10 +163,8 @@ def load_tokenizer(
                 "id, local folder or .gguf file of the served model>: it renders the prompt and maps banned tokens "
                 "to the server's ids (only the tokenizer is loaded, never the weights)."
             ) from error
-        if chat_template is not None:
-            template_file = Path(chat_template).expanduser()
-            tokenizer.chat_template = template_file.read_text() if template_file.is_file() else chat_template
-        if not getattr(tokenizer, "chat_template", None):
+        set_chat_template(tokenizer, chat_template)
+        if not has_chat_template(tokenizer):
             raise RemoteConfigError(
                 f"userlm remote backend: the tokenizer {source!r} has no chat template; pass -M chat_template="
                 "<file.jinja> (UserLM-8b ships one)."
@@ -191,13 +189,7 @@ def _eos_ids_from_configs(source: str, revision: str | None) -> list[int]:
         value = GenerationConfig.from_pretrained(
             str(path) if path.is_dir() else source, **kwargs
         ).eos_token_id
-        ids.extend(
-            [int(v) for v in value]
-            if isinstance(value, (list, tuple))
-            else []
-            if value is None
-            else [int(value)]
-        )
+        ids.extend(token_ids(value))
     except Exception:  # noqa: BLE001 - optional facts
         pass
     return ids
@@ -243,16 +235,7 @@ class RemoteBackend:
         self.tokenizer = load_tokenizer(
             source, revision=revision, trust_remote_code=trust_remote_code, chat_template=chat_template
         )
-        vocab = self.tokenizer.get_vocab()
-        stop_ids: list[int] = []
-        eos = self.tokenizer.eos_token_id
-        for candidate in [
-            *_eos_ids_from_configs(source, revision),
-            *([] if eos is None else [int(eos)]),
-            *[vocab[t] for t in _EXTRA_STOP_TOKENS if t in vocab],
-        ]:
-            if candidate not in stop_ids:
-                stop_ids.append(candidate)
+        stop_ids = stop_token_ids(self.tokenizer, _eos_ids_from_configs(source, revision))
         if not stop_ids:
             raise RemoteConfigError(
                 f"userlm/{model_name}: the tokenizer {source!r} has no eos token to stop on"

@@ -13,7 +13,9 @@ an empty turn, or the token, means the user ended the conversation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from inspect_ai.model import ChatMessage
@@ -22,6 +24,8 @@ from ..turns import END_CONVERSATION, EndReason
 
 _SENTINEL = "USERLMSENTINELQXZ"
 TemplateMode = Literal["native", "opened"]
+EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
+"""Llama-3 end tokens stopped on whenever the vocabulary has them, whatever the configs say (paper.md §1.2)."""
 
 
 class IntentError(ValueError):
@@ -85,6 +89,36 @@ def conversation_from_messages(messages: list[ChatMessage]) -> Conversation:
 
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def set_chat_template(tokenizer: Any, chat_template: str | None) -> None:
+    """Apply `-M chat_template=`: the path of a template file, else the template text itself (None: keep)."""
+    if chat_template is not None:
+        template_file = Path(chat_template).expanduser()
+        tokenizer.chat_template = template_file.read_text() if template_file.is_file() else chat_template
+
+
+def token_ids(value: Any) -> list[int]:
+    """An `eos_token_id`-style field (an id, a list of ids, or None) as a list of ids."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def stop_token_ids(tokenizer: Any, config_eos_ids: Sequence[int]) -> list[int]:
+    """Every id generation stops on, each once, in this order: the checkpoint configs' eos ids, the tokenizer's
+    eos, then the `EXTRA_STOP_TOKENS` in the vocabulary (UserLM's configs disagree on eos: stop on all, paper.md
+    §1.2). Empty when none is known; the caller raises its own error."""
+    vocab = tokenizer.get_vocab()
+    stop_ids: list[int] = []
+    for candidate in [
+        *config_eos_ids,
+        *token_ids(tokenizer.eos_token_id),
+        *[vocab[t] for t in EXTRA_STOP_TOKENS if t in vocab],
+    ]:
+        if candidate not in stop_ids:
+            stop_ids.append(candidate)
+    return stop_ids
 
 
 def template_mode(tokenizer: Any) -> TemplateMode:
