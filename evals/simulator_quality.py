@@ -31,7 +31,7 @@ from inspect_ai.scorer import Scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import span
 
-from userlm_plugin.conversation import context_from_state
+from userlm_plugin.conversation import context_from_state, describe_simulator
 from userlm_plugin.data.probes import PROBES, load_hf_probe, probe_dataset
 from userlm_plugin.records import Conversation
 from userlm_plugin.scoring.judges import intent_adherence, role_adherence
@@ -78,8 +78,7 @@ def probe_next_turn(simulator: str | dict[str, Any] | Simulator = "userlm") -> S
         ctx.messages, ctx.turn = list(state.messages), index
         conv = state.store_as(Conversation)
         conv.simulator, conv.intent = current.name, ctx.intent
-        describe = getattr(current, "describe", None)
-        conv.simulator_config = describe() if callable(describe) else {"simulator": current.name}
+        conv.simulator_config = describe_simulator(current)
         async with span(f"user turn {index}", type="simulated_user"):
             turn = await current.next_turn(ctx)
             record = TurnRecord(index=index, simulator=current.name, **dict(turn))

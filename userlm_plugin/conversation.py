@@ -75,7 +75,7 @@ def simulated_user(
     if max_turns < 1:
         raise ValueError(f"simulated_user: max_turns must be at least 1, got {max_turns}")
     sim = load_simulator(simulator)
-    sim_config = _describe(sim, simulator)
+    sim_config = describe_simulator(sim, simulator)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         ctx = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
@@ -280,7 +280,9 @@ async def _check(stop_when: StopWhen, state: TaskState) -> bool:
     return bool(result)
 
 
-def _describe(sim: Simulator, spec: object) -> dict[str, Any]:
+def describe_simulator(sim: Simulator, spec: object = None) -> dict[str, Any]:
+    """What `Conversation.simulator_config` records: the simulator's `describe()` (else just its name), plus
+    `preset` when `spec` named a preset or a preset file."""
     describe = getattr(sim, "describe", None)
     config: dict[str, Any] = describe() if callable(describe) else {"simulator": sim.name}
     if isinstance(spec, str | Path):
