@@ -38,7 +38,7 @@ from inspect_ai.util import (
 )
 from pydantic import ValidationError
 
-from .records import Conversation
+from .records import Conversation, tally_turn
 from .simulators.base import Shard, SimulationContext, Simulator
 from .simulators.presets import load_simulator
 from .turns import EndReason, StopReason, TurnRecord, UserTurn
@@ -166,11 +166,12 @@ class _Recorder:
         self.turns.append(record.model_dump(mode="json"))
         self._set("turns", [*self.turns])
         self.rejected += len(record.rejected)
-        if record.text is not None:
-            self.user_turns += 1
+        user_turns, revealed = tally_turn(record, self.user_turns, self.revealed)
+        if user_turns != self.user_turns:
+            self.user_turns = user_turns
             self._set("user_turns", self.user_turns)
-        if record.shard_id is not None and record.shard_id not in self.revealed:
-            self.revealed.append(record.shard_id)
+        if revealed is not self.revealed:
+            self.revealed = revealed
             self._set("revealed_shards", [*self.revealed])
         if record.end_reason is not None:
             self.end_reason = record.end_reason

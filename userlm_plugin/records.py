@@ -32,10 +32,25 @@ class Conversation(StoreModel):
     def add_turn(self, record: TurnRecord) -> None:
         """Append a turn record (store-backed lists must be reassigned, not mutated in place)."""
         self.turns = [*self.turns, record]
-        if record.text is not None:
-            self.user_turns = self.user_turns + 1
-        if record.shard_id is not None and record.shard_id not in self.revealed_shards:
-            self.revealed_shards = [*self.revealed_shards, record.shard_id]
+        user_turns, revealed = tally_turn(record, self.user_turns, self.revealed_shards)
+        if user_turns != self.user_turns:
+            self.user_turns = user_turns
+        if revealed != self.revealed_shards:
+            self.revealed_shards = revealed
+
+
+def tally_turn(record: TurnRecord, user_turns: int, revealed: list[int]) -> tuple[int, list[int]]:
+    """`(user_turns, revealed_shards)` after one more turn record: the rule `Conversation.add_turn` and the
+    solver's recorder (conversation.py, which writes store keys directly) both follow.
+
+    A record with text was sent and counts as a user turn (a final 'ended' record does not); its `shard_id`, if
+    any, joins the revealed shards once. `revealed` is not modified: a new list is returned when it grows.
+    """
+    if record.text is not None:
+        user_turns += 1
+    if record.shard_id is not None and record.shard_id not in revealed:
+        revealed = [*revealed, record.shard_id]
+    return user_turns, revealed
 
 
 def conversation_from_store(store: Store | dict) -> Conversation:
