@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from .._paths import resolve_user_path
 from ..records import conversation_from_store
 from ..turns import EndReason, UserTurn
+from ._common import ConfiguredSimulator
 from .base import SimulationContext
 
 OnMissing = Literal["error", "end"]
@@ -107,19 +108,19 @@ def load_frozen_turns(log: str | Path) -> tuple[dict[tuple[str, int], FrozenConv
     return frozen, source
 
 
-class ReplayUser:
+class ReplayUser(ConfiguredSimulator[ReplayConfig]):
     """Sends, at user turn n of sample s / epoch e, the n-th accepted user turn recorded for (s, e)."""
 
     name = "replay"
     needs_intent = False
 
     def __init__(self, config: ReplayConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.turns, self.source = load_frozen_turns(config.log)
 
     def describe(self) -> dict[str, Any]:
         """The replay's settings plus the source run's simulator, so reports compare like with like."""
-        return {"simulator": self.name, **self.config.model_dump(mode="json"), "source": self.source}
+        return {**super().describe(), "source": self.source}
 
     def _lookup(self, ctx: SimulationContext) -> FrozenConversation | None:
         sid = _key(ctx.sample_id)
