@@ -7,7 +7,9 @@ import pytest
 from userlm_plugin._paths import resolve_user_path
 
 
-def test_relative_path_falls_back_to_the_shell_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_path_falls_back_to_the_shell_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "lic.json").write_text("[]")
     (tmp_path / "evals").mkdir()
