@@ -9,8 +9,10 @@ sampler with the first-token and end-token bans, decoding and guardrail checks. 
 is exactly one draft (resampling would make the two runs do different work). "sequential" is one `generate` per
 request, awaited one after another (engine max_batch_size=1); "batched" fires all N at once.
 
-Printed per run: output tokens/s, the batched/sequential ratio, and our overhead = share of wall time outside the
-model's forward passes (time outside `model.generate`, plus our sampler's time inside it).
+Printed per run: output tokens/s, the batched/sequential ratio, and the share of wall time outside the model's
+`generate` (plus, separately, with our sampler's time inside it counted as overhead too). The batched round is
+run twice: through Inspect's `Model.generate` (what an eval pays, Inspect's per-call machinery included) and
+through our provider's `generate` alone (our overhead only).
 
 `--shape llama3-8b` builds UserLM-8b's exact shape (Llama-3-8B config, vocab 128,257, bf16) with random weights
 (no download) and a 128,257-entry word-level tokenizer with UserLM's template and special-token ids.
@@ -134,8 +136,10 @@ def intents(n: int, shape: str) -> list[list[Any]]:
 
 
 async def run_mode(
-    model: Any, convs: list, max_tokens: int, concurrent: bool, seed0: int
+    model: Any, convs: list, max_tokens: int, concurrent: bool, seed0: int, via: str = "inspect"
 ) -> dict[str, float]:
+    """One round of requests. via="inspect": Inspect's `Model.generate` (what an eval does, Inspect's per-call
+    machinery included); via="provider": our `UserLMAPI.generate` directly (our code only)."""
     from inspect_ai.model import GenerateConfig
 
     engine = model.api.engine
@@ -145,13 +149,18 @@ async def run_mode(
         GenerateConfig(seed=seed0 + i, max_tokens=max_tokens, extra_body={"userlm": {"max_retries": 0}})
         for i in range(len(convs))
     ]
+    if via == "inspect":
+        call = model.generate
+    else:
+
+        async def call(c: list, config: Any) -> Any:
+            return (await model.api.generate(c, [], "none", config))[0]
+
     t0 = time.perf_counter()
     if concurrent:
-        outs = await asyncio.gather(
-            *[model.generate(c, config=cfg) for c, cfg in zip(convs, configs, strict=True)]
-        )
+        outs = await asyncio.gather(*[call(c, config=cfg) for c, cfg in zip(convs, configs, strict=True)])
     else:
-        outs = [await model.generate(c, config=cfg) for c, cfg in zip(convs, configs, strict=True)]
+        outs = [await call(c, config=cfg) for c, cfg in zip(convs, configs, strict=True)]
     wall = time.perf_counter() - t0
     tokens = sum(o.usage.output_tokens for o in outs)
     gen, samp = engine.stats.generate_s - gen0, engine.stats.sampler_s - samp0
@@ -183,11 +192,13 @@ async def bench(
         for r in range(repeats):
             seq = await run_mode(sequential, convs, max_tokens, False, 1000 * r)
             bat = await run_mode(batched, convs, max_tokens, True, 1000 * r)
+            ours = await run_mode(batched, convs, max_tokens, True, 1000 * r, via="provider")
             row = {
                 "concurrency": n,
                 "repeat": r,
                 "sequential": seq,
                 "batched": bat,
+                "batched_provider_only": ours,
                 "ratio": bat["tok_per_s"] / seq["tok_per_s"],
             }
             rows.append(row)
@@ -195,7 +206,8 @@ async def bench(
                 f"N={n:3d}  sequential {seq['tok_per_s']:9.1f} tok/s   batched {bat['tok_per_s']:9.1f} tok/s   "
                 f"ratio {row['ratio']:5.2f}x   overhead: batched {bat['overhead']:.1%} "
                 f"(outside generate {bat['outside_generate']:.1%}), sequential {seq['overhead']:.1%}; "
-                f"batches {bat['batches']} (mean size {bat['mean_batch']:.1f})",
+                f"batches {bat['batches']} (mean size {bat['mean_batch']:.1f}); provider alone (no Inspect "
+                f"machinery): outside generate {ours['outside_generate']:.1%}",
                 flush=True,
             )
     return rows
@@ -247,14 +259,19 @@ def main() -> int:
             if not args.dry_run:
                 print("no CUDA device: only the meta-device sizes and bound were printed")
             return 0
-        model = build_llama3_8b_shape(device)
+        from userlm_plugin.runtime import torch_thread
+
+        model = torch_thread.call(build_llama3_8b_shape, device)  # the runtime's torch thread owns the model
         bandwidth_bound(model, args.concurrency)
         name = "bench/llama3-8b-shape"
         register_loaded(name, model, llama3_8b_shape_tokenizer(), device=args.device)
     else:
         from tiny_llama import build_tiny_userlm
 
-        name = str(build_tiny_userlm(Path(tempfile.mkdtemp()) / "tiny-userlm"))
+        from userlm_plugin.runtime import torch_thread
+
+        # built on the torch thread, like everything else the runtime runs (see runtime/torch_thread.py)
+        name = str(torch_thread.call(build_tiny_userlm, Path(tempfile.mkdtemp()) / "tiny-userlm"))
     rows = asyncio.run(bench(name, args.shape, args.concurrency, args.max_tokens, args.repeats))
     best = {}
     for row in rows:

@@ -141,3 +141,37 @@ async def test_bounded_queue_and_batch_tokens(tiny_userlm_dir, tiny_userlm_model
     outs = await run(model, convs, [GenerateConfig(seed=i) for i in range(10)])
     assert len(outs) == 10 and all(o.usage.output_tokens > 0 for o in outs)
     assert max(model.api.engine.stats.batch_sizes) <= 3  # never more than the queue bound in flight
+
+
+def test_model_loads_and_runs_on_the_single_torch_thread(tiny_userlm_dir) -> None:
+    """Weights are loaded and run by one thread (runtime/torch_thread.py): two torch thread pools fighting over
+    the CPU made batched generation 2.7x slower."""
+    import threading
+
+    from userlm_plugin.runtime import torch_thread
+    from userlm_plugin.runtime.engine import EngineSettings, GenRequest
+    from userlm_plugin.runtime.loading import load_userlm
+    from userlm_plugin.runtime.sampling import RowSpec
+
+    seen: list[str] = []
+    loaded = load_userlm(str(tiny_userlm_dir), device="cpu")
+    original = loaded.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    loaded.model.forward = spy
+    try:
+        engine = loaded.engine(EngineSettings())
+        ids = loaded.tokenizer.encode("hello there", add_special_tokens=False)
+        engine.submit(
+            GenRequest(
+                ids,
+                RowSpec(temperature=1.0, top_p=0.8, seed=1, max_new_tokens=4, ban_end=True, first_bans=[]),
+            )
+        ).result()
+    finally:
+        loaded.model.forward = original
+    assert seen and all(name.startswith("userlm-torch") for name in seen)
+    assert not torch_thread.on_torch_thread()

@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import GenerationConfig, LogitsProcessorList
 
+from . import torch_thread
 from .sampling import RowSampler, RowSpec
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class BatchingEngine:
 
     def _execute(self, batch: list[_Item]) -> None:
         try:
-            results = self.run_batch([i.request for i in batch])
+            results = torch_thread.call(self.run_batch, [i.request for i in batch])
         except Exception as error:  # noqa: BLE001 - handed to the waiting callers
             if is_oom(error) and len(batch) > 1:
                 self.stats.oom_splits += 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..turns import END_CONVERSATION
+from . import torch_thread
 from .engine import BatchingEngine, EngineSettings
 from .guardrails import whitespace_token_ids
 from .template import has_chat_template, set_chat_template, stop_token_ids, template_mode, token_ids
@@ -98,7 +99,8 @@ def load_userlm(
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        loaded = _load(name, device, dtype, trust_remote_code, revision, chat_template)
+        # on the torch thread: the thread that loads the weights must be the one that runs them (torch_thread.py)
+        loaded = torch_thread.call(_load, name, device, dtype, trust_remote_code, revision, chat_template)
         _CACHE[key] = loaded
         return loaded
 
