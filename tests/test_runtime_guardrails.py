@@ -103,6 +103,18 @@ async def test_length_filter_resamples_rambling_turns(wants_to_ramble) -> None:
     assert RejectReason.TOO_SHORT in reasons(strict)
 
 
+async def test_length_budget_stops_rambles_early_without_changing_results(wants_to_ramble) -> None:
+    """Drafting stops at max_words*4+8 tokens; the turns returned are exactly those of full-length drafting."""
+    msgs = [ChatMessageSystem(content="You want help with code")]
+    budget = await generate_many(wants_to_ramble, msgs, max_words=10)  # budget 48 < max_tokens 80
+    full = await generate_many(wants_to_ramble, msgs, max_words=10, length_budget=False)
+    assert [o.completion for o in budget] == [o.completion for o in full]
+    assert [md(o)["guardrails_exhausted"] for o in budget] == [md(o)["guardrails_exhausted"] for o in full]
+    cut = [r for o in budget for r in md(o)["rejected"] if "length budget" in (r["detail"] or "")]
+    assert cut and all(r["reason"] == RejectReason.TOO_LONG for r in cut)
+    assert sum(o.usage.output_tokens for o in budget) < sum(o.usage.output_tokens for o in full)
+
+
 @pytest.fixture(scope="module")
 def wants_to_repeat(tiny_userlm_factory, tiny_userlm_model):
     return tiny_userlm_model(tiny_userlm_factory(scripts={INTENT: 5.0}))

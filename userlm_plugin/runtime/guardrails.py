@@ -50,6 +50,11 @@ class GuardrailConfig(BaseModel):
     repetition_min_span_words: int | None = Field(default=8, ge=1)
     """Our choice: a draft of at least this many words found verbatim *inside* the intent / an earlier turn also
     counts as a repetition (UserLM parrots chunks of its context). None: whole-turn equality only."""
+    length_budget: bool = True
+    """Our speed-up, same results: stop drafting at `max_words * 4 + 8` tokens (no turn of that many tokens is
+    short enough unless it is mostly code or URLs). A draft cut there that already has more than `max_words` words
+    is rejected as too long without generating the rest; one that does not is drafted again in full with the same
+    seed (same tokens). Only rejected rambles are affected: their logged text is the part generated."""
     max_retries: int = Field(default=5, ge=0)
     """Our choice, as inspect_multiturn (colbench uses 3): resamples before returning the best draft flagged
     `guardrails_exhausted`. The paper does not say how its retries ended (notes README)."""
@@ -72,6 +77,12 @@ class GuardrailConfig(BaseModel):
     def end_allowed(self, user_turns_so_far: int) -> bool:
         """Whether the user may end the conversation now, given the user messages already in the input."""
         return self.min_turns_before_end is not None and user_turns_so_far >= self.min_turns_before_end
+
+    def draft_token_budget(self, max_tokens: int) -> int:
+        """Tokens to draft before the length check can already decide (see `length_budget`)."""
+        if not (self.length_filter and self.length_budget):
+            return max_tokens
+        return min(max_tokens, self.max_words * 4 + 8)
 
     def merged(self, overrides: dict[str, Any] | None) -> GuardrailConfig:
         """This config with per-call overrides applied (validated; unknown fields are an error)."""

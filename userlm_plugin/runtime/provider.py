@@ -12,6 +12,7 @@ settings used. The `ModelCall` holds the rendered prompt, parameters and every d
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any, Literal
@@ -30,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..turns import USERLM_METADATA_KEY, EndReason, Rejection, RejectReason
 from .backend import DraftRequest, GenerationBackend, LocalBackend
 from .engine import EngineSettings
-from .guardrails import DraftContext, GuardrailConfig, best_rejected, check_draft, first_token_ban_sequences
+from .guardrails import (
+    DraftContext,
+    GuardrailConfig,
+    best_rejected,
+    check_draft,
+    first_token_ban_sequences,
+    word_count,
+)
 from .loading import load_userlm
 from .remote import REMOTE_ARG_FIELDS, RemoteArgs, RemoteBackend
 from .template import Conversation, conversation_from_messages, parse_turn, render_prompt
@@ -203,6 +211,8 @@ class UserLMAPI(ModelAPI):
         attempts: list[dict[str, Any]] = []
         rejected: list[Rejection] = []
         drafts: list[tuple[str, EndReason | None, str, str | None]] = []  # per rejected draft
+        cut_rows: dict[int, DraftRequest] = {}  # rejected drafts stopped at the length budget, by index
+        budget = guard.draft_token_budget(max_tokens)
         usage_in = usage_out = 0
         final: tuple[str, EndReason | None, str, str | None] | None = None
         text_before_end: str | None = None
@@ -213,13 +223,22 @@ class UserLMAPI(ModelAPI):
                 temperature=temperature,
                 top_p=top_p,
                 seed=seed + attempt,
-                max_new_tokens=max_tokens,
+                max_new_tokens=budget,
                 ban_end=not end_allowed,
                 first_bans=first_bans,
             )
             result = await self.backend.draft(row)
             usage_in += result.prompt_tokens
             usage_out += result.output_tokens
+            cut = result.finish == "max_tokens" and budget < max_tokens
+            if cut and word_count(parse_turn(result.text).text) <= guard.max_words:
+                # the budget may have cut a turn that is still short enough: draft it in full (same seed: the
+                # same tokens, continued), so the result is what an uncut draft would have been
+                row = dataclasses.replace(row, max_new_tokens=max_tokens)
+                result = await self.backend.draft(row)
+                usage_in += result.prompt_tokens
+                usage_out += result.output_tokens
+                cut = False
             text, raw = result.text, result.raw
             first_token = result.first_token
             parsed = parse_turn(text)
@@ -245,6 +264,7 @@ class UserLMAPI(ModelAPI):
                     "text": parsed.text,
                     "end_reason": parsed.end_reason,
                     "finish": result.finish,
+                    "stopped_at_length_budget": cut,
                     "new_tokens": result.new_tokens,
                     "decision": "accepted" if rejection is None else f"rejected: {rejection.reason.value}",
                     "detail": None if rejection is None else rejection.detail,
@@ -260,6 +280,9 @@ class UserLMAPI(ModelAPI):
                 final = (parsed.text, parsed.end_reason, result.finish, first_token)
                 text_before_end = parsed.text_before_end
                 break
+            if cut:
+                rejection.detail = f"{rejection.detail}; drafting stopped at the {budget}-token length budget"
+                cut_rows[len(drafts)] = row
             rejected.append(rejection)
             drafts.append((parsed.text, parsed.end_reason, result.finish, first_token))
 
@@ -267,6 +290,15 @@ class UserLMAPI(ModelAPI):
         if final is None:  # every draft failed: return the least bad one, flagged
             best = best_rejected(rejected, guard)
             final = drafts[best]
+            if best in cut_rows:  # return the whole draft, not the part the length budget let through
+                full = await self.backend.draft(
+                    dataclasses.replace(cut_rows[best], max_new_tokens=max_tokens)
+                )
+                usage_in += full.prompt_tokens
+                usage_out += full.output_tokens
+                whole = parse_turn(full.text)  # an end token past the budget keeps the text before it
+                text_whole = whole.text if whole.end_reason is None else (whole.text_before_end or final[0])
+                final = (text_whole, None, full.finish, full.first_token)
             attempts[best]["decision"] += " (returned: retries exhausted)"
             del rejected[best]
         text, end_reason, finish, first_token = final
