@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # tiny_llama, local_servers
 INTENT = "You are a user who needs a python function that sorts a list; ask the assistant for it."
 
 
@@ -36,12 +36,6 @@ def conversation(i: int) -> list[dict[str, str]]:
         {"role": "user", "content": f"hi, I need a sort function number {i}"},
         {"role": "assistant", "content": "Sure! Which language, and should it sort in place?"},
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def run_local(
@@ -125,19 +119,21 @@ def start_serve(
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     import httpx
+    from local_servers import wait_until_ready
 
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("serve did not become ready in 600 s")
+    try:
+        wait_until_ready(
+            process,
+            lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200,
+            what="serve",
+            log_tail=lambda: log.read_text()[-2000:],
+            timeout_s=600,
+            not_yet=(httpx.HTTPError,),
+        )
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, log
 
 
 def main() -> int:
@@ -155,13 +151,14 @@ def main() -> int:
 
     model_path = args.model
     if model_path is None:
-        sys.path.insert(0, str(REPO / "tests"))
         from tiny_llama import build_tiny_userlm
 
         model_path = str(build_tiny_userlm(tempfile.mkdtemp(prefix="tiny_userlm_bench_")))
     engine = {"max_batch_size": args.max_batch_size, "max_new_tokens": args.max_tokens}
 
     local_s = asyncio.run(run_local(model_path, engine, args.requests, args.concurrency, args.max_tokens))
+
+    from local_servers import free_port
 
     port, name = free_port(), "bench-userlm"
     process, log = start_serve(model_path, [f"{k}={v}" for k, v in engine.items()], port, name)

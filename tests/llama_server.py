@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from local_servers import free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_PYTHON = Path(os.environ.get("USERLM_SERVER_PYTHON", REPO / ".venv-server" / "bin" / "python"))
@@ -62,12 +60,6 @@ def require_server() -> None:
     if os.environ.get("USERLM_REQUIRE_SERVER") == "1":
         pytest.fail(f"USERLM_REQUIRE_SERVER=1 but {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -137,19 +129,24 @@ def start_llama_server(n_ctx: int = 2048, timeout_s: float = STARTUP_TIMEOUT_S) 
             stdin=subprocess.DEVNULL,
         )
     server = LlamaServer(port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited with {process.returncode}:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"{server.base_url}/models", timeout=2) as r:
-                if MODEL_ALIAS in r.read().decode():
-                    return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.25)
-    server.stop()
-    raise RuntimeError(f"llama.cpp server not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
+
+    def lists_the_model() -> bool:
+        with urllib.request.urlopen(f"{server.base_url}/models", timeout=2) as r:
+            return MODEL_ALIAS in r.read().decode()
+
+    try:
+        wait_until_ready(
+            process,
+            lists_the_model,
+            what="llama.cpp server",
+            log_tail=server.log_tail,
+            timeout_s=timeout_s,
+            poll_s=0.25,
+        )
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.fixture(scope="session")

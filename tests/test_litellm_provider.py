@@ -207,11 +207,9 @@ def test_auth_and_not_found_are_not_retried() -> None:
 
 
 async def test_refused_connection_names_the_endpoint_and_is_retried() -> None:
-    import socket
+    from local_servers import free_port
 
-    with socket.socket() as s:  # a loopback port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port with nothing listening
     a = api("litellm/openai/local", api_base=f"http://127.0.0.1:{port}/v1", api_key="x")
     with pytest.raises(
         ModelServerUnreachable, match=rf"cannot connect to http://127.0.0.1:{port}/v1"

@@ -8,7 +8,6 @@ prompt count betrays a different tokenizer. Nothing listening at all is the dead
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, RetryDecision, get_model
+from local_servers import free_port
 
 from userlm_plugin.runtime.remote import (
     RemoteConfigError,
@@ -29,12 +29,6 @@ MESSAGES = [
     ChatMessageSystem(content="You are a user who wants a sort function."),
     ChatMessageAssistant(content="Hi"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def bad_server() -> Iterator[str]:
         )
 
     app = Starlette(routes=[Route("/{mode}/v1/completions", completions, methods=["POST"])])
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -131,7 +125,7 @@ async def test_wrong_tokenizer_fails_loudly(bad_server: str, tiny_userlm_dir: Pa
 
 
 async def test_nothing_listening_is_not_retried(tiny_userlm_dir: Path) -> None:
-    model = remote(f"http://127.0.0.1:{_free_port()}/v1", tiny_userlm_dir)
+    model = remote(f"http://127.0.0.1:{free_port()}/v1", tiny_userlm_dir)
     started = time.monotonic()
     with pytest.raises(RemoteUnavailableError, match="cannot connect"):
         await model.generate(MESSAGES)  # through Inspect's retry loop: fails at once

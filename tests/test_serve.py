@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from local_servers import free_port, wait_until_ready
 
 from userlm_plugin.serve import END_FINISH_REASON
 from userlm_plugin.turns import END_CONVERSATION
@@ -41,16 +40,10 @@ class Served:
         return f"{self.url}/v1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tiny_userlm_factory: Any) -> Iterator[Served]:
     model_dir = tiny_userlm_factory(token_bias={END_CONVERSATION: 6.0})
-    port = _free_port()
+    port = free_port()
     log = Path(tempfile.mkstemp(prefix="userlm_serve_", suffix=".log")[1])
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -78,18 +71,17 @@ def served(tiny_userlm_factory: Any) -> Iterator[Served]:
         )
     server = Served(url=f"http://127.0.0.1:{port}", process=process, log=log)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"serve exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve not ready after 90 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        try:
+            wait_until_ready(
+                process,
+                lambda: httpx.get(f"{server.url}/health", timeout=1).status_code == 200,
+                what="serve",
+                log_tail=lambda: log.read_text()[-2000:],
+                timeout_s=90,
+                not_yet=(httpx.HTTPError,),
+            )
+        except RuntimeError as error:
+            pytest.fail(str(error))
         yield server
     finally:
         process.terminate()
