@@ -292,6 +292,8 @@ def describe_simulator(sim: Simulator, spec: object = None) -> dict[str, Any]:
 
 
 def _agent_name(agent: Agent) -> str:
-    from inspect_ai.agent._agent import agent_display_name, is_agent
+    from inspect_ai.agent import is_agent
+
+    from ._inspect_compat import agent_display_name
 
     return agent_display_name(agent) if is_agent(agent) else getattr(agent, "__name__", "assistant")

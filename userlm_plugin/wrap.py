@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from inspect_ai import Task, task, task_with
-from inspect_ai._util.registry import is_registry_object, registry_info, registry_unqualified_name
 from inspect_ai.model import ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, chain, solver
+from inspect_ai.util import registry_info
+
+from ._inspect_compat import chain_steps, is_registry_object, registry_unqualified_name, task_registered_name
 
 WRAP_METADATA_KEY = "userlm_wrap"
 """Key under the task metadata (so `log.eval.metadata`) describing what was wrapped and how."""
@@ -75,11 +77,8 @@ def _step_name(step: Any) -> str | None:
 
 
 def _steps(solver_: Solver) -> list[Solver]:
-    from inspect_ai.solver._chain import Chain
-
-    if isinstance(solver_, Chain):
-        return list(solver_._solvers)
-    return [solver_]
+    steps = chain_steps(solver_)
+    return steps if steps is not None else [solver_]
 
 
 def plan_message_steps(task_: Task, *, allow: Sequence[str] = ()) -> list[Solver]:
@@ -211,7 +210,11 @@ def with_simulated_user(
         raise ValueError(f"max_turns={max_turns!r}: must be a positive integer.")
     pre_steps = plan_message_steps(task, allow=allow)
     original = task.name
-    short = registry_unqualified_name(task) if is_registry_object(task) and task._name is None else original
+    short = (
+        registry_unqualified_name(task)
+        if is_registry_object(task) and task_registered_name(task) is None
+        else original
+    )
     roles = dict(task.model_roles or {})
     if user_model is not None:
         roles["user"] = user_model
@@ -242,16 +245,15 @@ def _task_args(task_: Task) -> dict[str, Any]:
     report can check the single-turn and simulated runs used the same eval settings."""
     import json
 
-    from inspect_ai._eval.loader import resolve_task_args
-    from inspect_ai._eval.task.constants import TASK_ALL_PARAMS_ATTR
+    from ._inspect_compat import resolve_task_args, task_all_params_attr
 
-    args = getattr(task_, TASK_ALL_PARAMS_ATTR, None) or resolve_task_args(task_)
+    args = getattr(task_, task_all_params_attr(), None) or resolve_task_args(task_)
     return json.loads(json.dumps(args, default=str))
 
 
 def _load_task(spec: str, task_args: dict[str, Any]) -> Task:
     """Create the task named by `spec`: a registry name (`inspect_evals/gsm8k`) or `file.py[@name]`."""
-    from inspect_ai._eval.loader import load_tasks
+    from ._inspect_compat import load_tasks
 
     tasks = load_tasks([spec], task_args)
     if len(tasks) != 1:

@@ -253,12 +253,9 @@ def _new_model_call(request: dict[str, Any]) -> ModelCall:
     """Record the request (never the api key) on the active model event, so the transcript shows it even
     when the call then fails; outside a sample, a free-standing `ModelCall`."""
     logged = {k: _loggable(v) for k, v in request.items() if k != "api_key"}
-    try:
-        from inspect_ai.log._samples import set_active_model_event_call
+    from .._inspect_compat import set_active_model_event_call
 
-        return set_active_model_event_call(logged)
-    except ImportError:  # pragma: no cover - older/newer Inspect without the helper
-        return ModelCall.create(request=logged, response=None)
+    return set_active_model_event_call(logged)
 
 
 class LiteLLMAPI(ModelAPI):

@@ -81,10 +81,8 @@ def derive_seed(base: int, ctx: SimulationContext, attempt: int = 0) -> int:
 
 def eval_seed() -> int | None:
     """The eval's `--seed`, if set. Role models never receive it (G3), so simulators derive theirs from it."""
-    try:
-        from inspect_ai.model._generate_config import active_generate_config
-    except ImportError:  # pragma: no cover - private Inspect API moved
-        return None
+    from .._inspect_compat import active_generate_config
+
     return active_generate_config().seed
 
 

@@ -162,7 +162,7 @@ class ReplayUser(ConfiguredSimulator[ReplayConfig]):
 
 def _current_epoch(default: int = 1) -> int:
     """Epoch of the running sample (Inspect's own sample state wins), else `default` (ctx.epoch)."""
-    from inspect_ai.solver._task_state import sample_state
+    from .._inspect_compat import sample_state
 
     state = sample_state()
     return state.epoch if state is not None else default

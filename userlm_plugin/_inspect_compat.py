@@ -1,0 +1,77 @@
+"""Every private Inspect API the plugin still needs, in one place.
+
+Inspect's public API (`inspect_ai`, `inspect_ai.model`, `.solver`, `.scorer`, `.util`, `.log`, `.agent`) is used
+everywhere else. What is reached here has no public equivalent in the Inspect version we support (pyproject.toml
+pins the range; constraints.txt the tested version). `tests/test_inspect_compat.py` touches every name, so an
+Inspect upgrade that moves one fails that test loudly instead of breaking a run.
+
+Light at import: the eval loader is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspect_ai._util.error import PrerequisiteError
+from inspect_ai._util.registry import is_registry_object, registry_unqualified_name
+from inspect_ai.agent._agent import agent_display_name
+from inspect_ai.model._generate_config import active_generate_config
+from inspect_ai.solver._chain import Chain
+from inspect_ai.solver._task_state import sample_state
+from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+
+
+def chain_steps(solver: Any) -> list[Any] | None:
+    """The solvers inside a `chain(...)` (None when `solver` is not a chain). Inspect keeps them private."""
+    return list(solver._solvers) if isinstance(solver, Chain) else None
+
+
+def task_registered_name(task: Any) -> str | None:
+    """The name a `Task` was given explicitly (`Task(name=...)`), else None. Inspect keeps it private."""
+    return getattr(task, "_name", None)
+
+
+def resolve_task_args(task: Any) -> dict[str, Any]:
+    """The arguments a registered task was created with (Inspect's own resolution, defaults included)."""
+    from inspect_ai._eval.loader import resolve_task_args as _resolve
+
+    return _resolve(task)
+
+
+def task_all_params_attr() -> str:
+    """The attribute under which Inspect records every parameter a task function accepts."""
+    from inspect_ai._eval.task.constants import TASK_ALL_PARAMS_ATTR
+
+    return TASK_ALL_PARAMS_ATTR
+
+
+def load_tasks(specs: list[str], task_args: dict[str, Any]) -> list[Any]:
+    """Inspect's own task loader (`inspect eval <spec>` resolution: registry names, files, `file@task`)."""
+    from inspect_ai._eval.loader import load_tasks as _load
+
+    return _load(specs, task_args=task_args)
+
+
+def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
+    """Attach a `ModelCall` to the model event being recorded (for providers that report calls themselves)."""
+    from inspect_ai.log._samples import set_active_model_event_call as _set
+
+    return _set(*args, **kwargs)
+
+
+__all__ = [
+    "Chain",
+    "LocalSandboxEnvironment",
+    "PrerequisiteError",
+    "active_generate_config",
+    "agent_display_name",
+    "chain_steps",
+    "is_registry_object",
+    "load_tasks",
+    "registry_unqualified_name",
+    "resolve_task_args",
+    "sample_state",
+    "set_active_model_event_call",
+    "task_all_params_attr",
+    "task_registered_name",
+]
