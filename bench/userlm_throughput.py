@@ -239,7 +239,7 @@ def main() -> int:
 
     import torch
 
-    from userlm_plugin.runtime.loading import register_loaded, resolve_device
+    from userlm_plugin.runtime.local.loading import register_loaded, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,7 +259,7 @@ def main() -> int:
             if not args.dry_run:
                 print("no CUDA device: only the meta-device sizes and bound were printed")
             return 0
-        from userlm_plugin.runtime import torch_thread
+        from userlm_plugin.runtime.local import torch_thread
 
         model = torch_thread.call(build_llama3_8b_shape, device)  # the runtime's torch thread owns the model
         bandwidth_bound(model, args.concurrency)
@@ -268,7 +268,7 @@ def main() -> int:
     else:
         from tiny_llama import build_tiny_userlm
 
-        from userlm_plugin.runtime import torch_thread
+        from userlm_plugin.runtime.local import torch_thread
 
         # built on the torch thread, like everything else the runtime runs (see runtime/torch_thread.py)
         name = str(torch_thread.call(build_tiny_userlm, Path(tempfile.mkdtemp()) / "tiny-userlm"))

@@ -18,11 +18,11 @@ import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, RetryDecision, get_model
 from local_servers import free_port
 
-from userlm_plugin.runtime.remote import (
-    RemoteConfigError,
-    RemoteRequestError,
-    RemoteRetryableError,
-    RemoteUnavailableError,
+from userlm_plugin.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    RetryableBackendError,
+    UpstreamRequestError,
 )
 
 MESSAGES = [
@@ -87,7 +87,7 @@ async def draw(model: Any) -> Any:
 
 async def test_rate_limit_and_server_errors_are_retried(bad_server: str, tiny_userlm_dir: Path) -> None:
     model = remote(f"{bad_server}/ratelimited/v1", tiny_userlm_dir)
-    with pytest.raises(RemoteRetryableError, match="rate limited") as info:
+    with pytest.raises(RetryableBackendError, match="rate limited") as info:
         await draw(model)
     decision = model.api.should_retry(info.value)
     assert (
@@ -95,20 +95,20 @@ async def test_rate_limit_and_server_errors_are_retried(bad_server: str, tiny_us
     )
 
     model = remote(f"{bad_server}/down/v1", tiny_userlm_dir)
-    with pytest.raises(RemoteRetryableError, match="server error 503: overloaded") as info:
+    with pytest.raises(RetryableBackendError, match="server error 503: overloaded") as info:
         await draw(model)
     assert model.api.should_retry(info.value).kind == "transient"
 
 
 async def test_timeout_is_retried_but_a_rejection_is_not(bad_server: str, tiny_userlm_dir: Path) -> None:
     model = remote(f"{bad_server}/slow/v1", tiny_userlm_dir, timeout=0.3)
-    with pytest.raises(RemoteRetryableError, match="no answer within") as info:
+    with pytest.raises(RetryableBackendError, match="no answer within") as info:
         await draw(model)
     assert model.api.should_retry(info.value).kind == "transient"
 
     model = remote(f"{bad_server}/rejects/v1", tiny_userlm_dir)
     with pytest.raises(
-        RemoteRequestError, match=r"rejected the request \(400\): model 'nope' not found"
+        UpstreamRequestError, match=r"rejected the request \(400\): model 'nope' not found"
     ) as info:
         await draw(model)
     assert not model.api.should_retry(info.value)
@@ -116,7 +116,7 @@ async def test_timeout_is_retried_but_a_rejection_is_not(bad_server: str, tiny_u
 
 async def test_wrong_tokenizer_fails_loudly(bad_server: str, tiny_userlm_dir: Path) -> None:
     model = remote(f"{bad_server}/othertokenizer/v1", tiny_userlm_dir)
-    with pytest.raises(RemoteConfigError, match="not the served model's tokenizer"):
+    with pytest.raises(ConfigError, match="not the served model's tokenizer"):
         await draw(model)
     ok = remote(f"{bad_server}/fine/v1", tiny_userlm_dir, first_token_filter=False, min_words=0)
     output, call = await draw(ok)
@@ -127,7 +127,7 @@ async def test_wrong_tokenizer_fails_loudly(bad_server: str, tiny_userlm_dir: Pa
 async def test_nothing_listening_is_not_retried(tiny_userlm_dir: Path) -> None:
     model = remote(f"http://127.0.0.1:{free_port()}/v1", tiny_userlm_dir)
     started = time.monotonic()
-    with pytest.raises(RemoteUnavailableError, match="cannot connect"):
+    with pytest.raises(BackendUnavailableError, match="cannot connect"):
         await model.generate(MESSAGES)  # through Inspect's retry loop: fails at once
     assert time.monotonic() - started < 10
 

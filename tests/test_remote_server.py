@@ -16,8 +16,8 @@ import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, get_model
 from llama_server import LlamaServer, require_server, smollm2_gguf
 
+from userlm_plugin.errors import BackendUnavailableError
 from userlm_plugin.runtime.guardrails import PAPER_BANNED_FIRST_WORDS
-from userlm_plugin.runtime.remote import RemoteUnavailableError
 from userlm_plugin.turns import USERLM_METADATA_KEY, RejectReason
 
 pytestmark = pytest.mark.server
@@ -153,7 +153,7 @@ async def test_stopped_server_fails_fast_with_a_clear_error(
     assert output.completion
     server.stop()
     started = time.monotonic()
-    with pytest.raises(RemoteUnavailableError, match=r"127\.0\.0\.1:\d+/v1/completions: cannot connect"):
+    with pytest.raises(BackendUnavailableError, match=r"127\.0\.0\.1:\d+/v1/completions: cannot connect"):
         await model.generate(MESSAGES, config=GenerateConfig(seed=2))  # through Inspect's retry wrapper
     assert time.monotonic() - started < 20  # not retried by Inspect: the sample fails instead of hanging
-    assert model.api.should_retry(RemoteUnavailableError("x")) is False
+    assert model.api.should_retry(BackendUnavailableError("x")) is False

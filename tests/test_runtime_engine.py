@@ -148,10 +148,11 @@ def test_model_loads_and_runs_on_the_single_torch_thread(tiny_userlm_dir) -> Non
     the CPU made batched generation 2.7x slower."""
     import threading
 
-    from userlm_plugin.runtime import torch_thread
-    from userlm_plugin.runtime.engine import EngineSettings, GenRequest
-    from userlm_plugin.runtime.loading import load_userlm
-    from userlm_plugin.runtime.sampling import RowSpec
+    from userlm_plugin.runtime.local import torch_thread
+    from userlm_plugin.runtime.local.engine import GenRequest
+    from userlm_plugin.runtime.local.loading import load_userlm
+    from userlm_plugin.runtime.settings import EngineSettings
+    from userlm_plugin.runtime.types import RowSpec
 
     seen: list[str] = []
     loaded = load_userlm(str(tiny_userlm_dir), device="cpu")

@@ -12,6 +12,7 @@ from inspect_ai.model import (
 )
 from transformers import AutoTokenizer
 
+from userlm_plugin.errors import IntentError
 from userlm_plugin.runtime.guardrails import (
     DraftContext,
     GuardrailConfig,
@@ -20,7 +21,7 @@ from userlm_plugin.runtime.guardrails import (
     first_token_ban_sequences,
     whitespace_token_ids,
 )
-from userlm_plugin.runtime.template import IntentError, conversation_from_messages, parse_turn, render_prompt
+from userlm_plugin.runtime.template import conversation_from_messages, parse_turn, render_prompt
 from userlm_plugin.turns import END_CONVERSATION, EndReason, Rejection, RejectReason
 
 PAPER_PROMPT = (  # paper.md §1.3

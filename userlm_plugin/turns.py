@@ -39,6 +39,7 @@ class EndReason(StrEnum):
 
     END_TOKEN = "end_token"  # emitted <|endconversation|> (or a prompted simulator's equivalent)
     EMPTY_TURN = "empty_turn"  # produced an empty turn (UserLM's other way of leaving)
+    END_THRESHOLD = "end_threshold"  # P(<|endconversation|>) reached the `end_threshold` stopping rule
     SCRIPT_EXHAUSTED = "script_exhausted"  # a scripted/replayed user has no turns left
     ALL_SHARDS_REVEALED = "all_shards_revealed"  # Lost in Conversation's stop rule
 

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import ConfigError
 from ..turns import Rejection, RejectReason
 
 PAPER_BANNED_FIRST_WORDS = ("I", "You", "Here", "i", "you", "here")
@@ -41,6 +42,10 @@ class GuardrailConfig(BaseModel):
     min_turns_before_end: int | None = None
     """`<|endconversation|>` (and an empty turn) is allowed once the input holds this many user turns.
     None: never allowed, as in the paper's extrinsic runs and the model card. 0: always allowed."""
+    end_threshold: float | None = Field(default=None, gt=0, le=1)
+    """Our option (off by default): end the conversation when P(`<|endconversation|>`) at a draft's first content
+    position reaches this probability, an alternative to the ban that reads the model's own wish to stop
+    (docs/termination.md). Needs a backend that reports it (the local engine; a server that returns logprobs)."""
     length_filter: bool = True
     min_words: int = Field(default=3, ge=0)
     """Paper: resample turns with fewer than 3 words."""
@@ -89,16 +94,19 @@ class GuardrailConfig(BaseModel):
         if not overrides:
             return self
         if not isinstance(overrides, dict):
-            raise TypeError(
-                f'extra_body["userlm"] must be a dict of GuardrailConfig fields, got {overrides!r}'
+            raise ConfigError(
+                f'extra_body["userlm"] must be a dict of GuardrailConfig fields, got {overrides!r:.200}'
             )
         unknown = set(overrides) - set(type(self).model_fields)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f'Unknown guardrail setting(s) {sorted(unknown)} in extra_body["userlm"]; '
                 f"valid: {sorted(type(self).model_fields)}"
             )
-        return type(self).model_validate({**self.model_dump(), **overrides})
+        try:
+            return type(self).model_validate({**self.model_dump(), **overrides})
+        except ValidationError as error:
+            raise ConfigError(f'invalid guardrail setting(s) in extra_body["userlm"]: {error}') from error
 
 
 _WS = re.compile(r"\s+")
@@ -191,6 +199,21 @@ def best_rejected(rejected: Sequence[Rejection], config: GuardrailConfig) -> int
 
 
 # ----- token-level sets for the sampler (need a tokenizer, but no torch) -----
+
+
+def banned_next(first_bans: Sequence[Sequence[int]], content: Sequence[int]) -> list[int]:
+    """Tokens banned as the next content token, given the content tokens drawn so far: the last token of each
+    banned sequence whose earlier tokens are exactly `content` (the first-token filter, for multi-token words)."""
+    j = len(content)
+    prefix = list(content)
+    return [int(s[j]) for s in first_bans if len(s) == j + 1 and list(s[:j]) == prefix]
+
+
+def ban_pending(first_bans: Sequence[Sequence[int]], content: Sequence[int]) -> bool:
+    """Whether some banned sequence can still be completed after `content` (so the filter still applies)."""
+    j = len(content)
+    prefix = list(content)
+    return any(len(s) > j and list(s[:j]) == prefix for s in first_bans)
 
 
 def first_token_ban_sequences(tokenizer: Any, words: Sequence[str]) -> list[list[int]]:

@@ -24,8 +24,8 @@ banning the wrong tokens.
 
 Errors: 429 -> `RetryDecision.rate_limit()`; 5xx, 408, read timeouts and dropped connections -> transient retries
 (bounded by Inspect's `--max-retries` / `--timeout`); a server that refuses connections (after `connect_retries`
-quick tries) raises `RemoteUnavailableError`, which is not retried, so the sample fails with the URL in the message
-instead of Inspect backing off forever; other 4xx raise `RemoteRequestError` with the server's own message.
+quick tries) raises `BackendUnavailableError`, which is not retried, so the sample fails with the URL in the message
+instead of Inspect backing off forever; other 4xx raise `UpstreamRequestError` with the server's own message.
 """
 
 from __future__ import annotations
@@ -39,91 +39,23 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from ..turns import END_CONVERSATION
-from .backend import Draft, DraftRequest, decode_new_tokens
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigError,
+    RetryableBackendError,
+    UpstreamRequestError,
+)
+from .guardrails import ban_pending, banned_next
+from .settings import RemoteArgs
 from .template import has_chat_template, set_chat_template, stop_token_ids, token_ids
+from .types import Draft, DraftRequest, decode_new_tokens
 
 logger = logging.getLogger(__name__)
 
 BAN_BIAS = -100.0
 """`logit_bias` value used as a ban (OpenAI's documented minimum)."""
 API_KEY_ENV = "USERLM_API_KEY"
-
-
-class RemoteArgs(BaseModel):
-    """Model args of the remote backend (besides `base_url` and `api_key`, which Inspect passes itself)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tokenizer: str | None = None
-    """The served model's tokenizer: hub id, local folder or `.gguf` file. Default: the model name."""
-    server_model: str | None = None
-    """The `model` field sent to the server (vLLM's --served-model-name). Default: the model name."""
-    timeout: float = Field(default=120.0, gt=0)
-    """Seconds for one HTTP call to answer (read timeout); past it the call is retried by Inspect."""
-    connect_timeout: float = Field(default=10.0, gt=0)
-    connect_retries: int = Field(default=2, ge=0)
-    """Quick reconnect tries (0.5 s, 1 s, ...) before a refused connection fails the sample."""
-    max_concurrency: int = Field(default=64, ge=1)
-    """Drafts in flight to the server at once from this process (Inspect's own limit is adaptive: notes G1)."""
-    prompt_format: Literal["text", "token_ids"] = "text"
-    """"text": the rendered prompt (every server). "token_ids": our token ids (vLLM, SGLang): no re-tokenisation,
-    no BOS added by the server."""
-    send_stop_token_ids: bool = False
-    """Also send vLLM's `stop_token_ids` (stop strings are always sent)."""
-    first_token_head: int = Field(default=2, ge=1, le=16)
-    """Tokens drawn by the head call that carries the first-token ban (UserLM: newline + first word)."""
-    server_params: dict[str, Any] = Field(default_factory=dict)
-    """Extra fields merged into every request body, e.g. `{top_k: 0, repeat_penalty: 1.0, min_p: 0}` to turn off
-    llama.cpp's default samplers, or `{skip_special_tokens: false}` for vLLM."""
-    max_context: int | None = Field(default=None, ge=1)
-    """The server's context length (prompt + max_tokens are checked against it). Default: the tokenizer's."""
-    end_token: str = END_CONVERSATION
-    """The token the user model ends a conversation with (banned until allowed)."""
-
-    @field_validator("server_params", mode="before")
-    @classmethod
-    def _params_dict(cls, value: Any) -> Any:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ValueError(f"server_params must be a mapping of request fields, got {value!r}")
-        reserved = {"prompt", "logit_bias", "max_tokens", "stream"} & set(value)
-        if reserved:
-            raise ValueError(f"server_params may not set {sorted(reserved)}: the backend sets them per call")
-        return value
-
-
-REMOTE_ARG_FIELDS = frozenset(RemoteArgs.model_fields)
-
-
-class RemoteServerError(RuntimeError):
-    """The server failed a request; the message names the URL and what to do."""
-
-
-class RemoteRetryableError(RemoteServerError):
-    """A failure that may heal (429, 5xx, timeouts, dropped connections): Inspect retries it."""
-
-    def __init__(
-        self, message: str, kind: Literal["rate_limit", "transient"], retry_after: float | None = None
-    ):
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
-
-
-class RemoteUnavailableError(RemoteServerError):
-    """Nothing answers at the URL: not retried, so the sample fails clearly instead of hanging the eval."""
-
-
-class RemoteRequestError(RemoteServerError):
-    """The server rejected the request (4xx other than 408/429): a configuration or input problem."""
-
-
-class RemoteConfigError(ValueError):
-    """The tokenizer or arguments cannot work with this server."""
 
 
 # ----- tokenizer (no weights) -----
@@ -158,14 +90,14 @@ def load_tokenizer(
             else:
                 tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         except Exception as error:
-            raise RemoteConfigError(
+            raise ConfigError(
                 f"userlm remote backend: could not load the tokenizer {source!r} ({error}). Pass -M tokenizer=<hub "
                 "id, local folder or .gguf file of the served model>: it renders the prompt and maps banned tokens "
                 "to the server's ids (only the tokenizer is loaded, never the weights)."
             ) from error
         set_chat_template(tokenizer, chat_template)
         if not has_chat_template(tokenizer):
-            raise RemoteConfigError(
+            raise ConfigError(
                 f"userlm remote backend: the tokenizer {source!r} has no chat template; pass -M chat_template="
                 "<file.jinja> (UserLM-8b ships one)."
             )
@@ -221,7 +153,7 @@ class RemoteBackend:
         chat_template: str | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise RemoteConfigError(
+            raise ConfigError(
                 f"userlm/{model_name}: base_url must be an http(s) URL of an OpenAI-compatible server, e.g. "
                 f"-M base_url=http://127.0.0.1:8000/v1; got {base_url!r}"
             )
@@ -237,9 +169,7 @@ class RemoteBackend:
         )
         stop_ids = stop_token_ids(self.tokenizer, _eos_ids_from_configs(source, revision))
         if not stop_ids:
-            raise RemoteConfigError(
-                f"userlm/{model_name}: the tokenizer {source!r} has no eos token to stop on"
-            )
+            raise ConfigError(f"userlm/{model_name}: the tokenizer {source!r} has no eos token to stop on")
         self.stop_ids = stop_ids
         self.stop_strings = [self.tokenizer.convert_ids_to_tokens(i) for i in stop_ids]
         self.end_token_id = self._single_id(args.end_token)
@@ -284,7 +214,7 @@ class RemoteBackend:
     def should_retry(self, ex: Exception) -> Any:
         from inspect_ai.model import RetryDecision
 
-        if isinstance(ex, RemoteRetryableError):
+        if isinstance(ex, RetryableBackendError):
             if ex.kind == "rate_limit":
                 return RetryDecision.rate_limit(retry_after=ex.retry_after)
             return RetryDecision.transient(retry_after=ex.retry_after)
@@ -320,18 +250,6 @@ class RemoteBackend:
             self._states[loop] = state
         return state
 
-    def _content_bans(self, content: list[int], first_bans: Any) -> list[int]:
-        j = len(content)
-        return [int(s[j]) for s in first_bans if len(s) == j + 1 and list(s[:j]) == content]
-
-    def _constrained(self, content: list[int], first_bans: Any) -> bool:
-        if not first_bans:
-            return False
-        if not content:
-            return True
-        j = len(content)
-        return any(len(s) > j and list(s[:j]) == content for s in first_bans)
-
     async def _draft(self, state: _LoopState, request: DraftRequest) -> Draft:
         tokenizer = self.tokenizer
         end_bias = {self.end_token_id: BAN_BIAS} if request.ban_end and self.end_token_id is not None else {}
@@ -346,8 +264,8 @@ class RemoteBackend:
         max_new = request.max_new_tokens
 
         # Head: the first-content-token filter, at that one position (module docstring).
-        while self._constrained(content, request.first_bans) and used < max_new and len(calls) < 8:
-            bans = self._content_bans(content, request.first_bans)
+        while ban_pending(request.first_bans, content) and used < max_new and len(calls) < 8:
+            bans = banned_next(request.first_bans, content)
             n = min(self.args.first_token_head if not content else 1, max_new - used)
             result = await self._call(
                 state, request, prefix_text, prefix_ids, n, {**end_bias, **dict.fromkeys(bans, BAN_BIAS)},
@@ -461,7 +379,7 @@ class RemoteBackend:
             text = choice.get("text") or ""
             finish_reason = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError) as error:
-            raise RemoteServerError(
+            raise BackendError(
                 f"userlm/{self.model_name}: {self.url} answered without choices[0].text ({str(data)[:300]}); "
                 "is it an OpenAI-compatible /v1/completions endpoint?"
             ) from error
@@ -493,7 +411,7 @@ class RemoteBackend:
         ours = len(request.prompt_ids)
         record["server_prompt_tokens"] = counted
         if not 0 <= counted - ours <= 1:  # the server may add a BOS to a text prompt
-            raise RemoteConfigError(
+            raise ConfigError(
                 f"userlm/{self.model_name}: the server counted the prompt as {counted} tokens, our tokenizer "
                 f"({self.args.tokenizer or self.model_name}) as {ours}: it is not the served model's tokenizer, so "
                 "banned token ids (first-token filter, end ban) would hit the wrong tokens. Pass -M tokenizer=<the "
@@ -512,19 +430,19 @@ class RemoteBackend:
                 if attempt < self.args.connect_retries:
                     await asyncio.sleep(0.5 * 2**attempt)
                     continue
-                raise RemoteUnavailableError(
+                raise BackendUnavailableError(
                     f"{where}: cannot connect ({type(error).__name__}: {error}) after "
                     f"{self.args.connect_retries + 1} tries. Is the server running and is -M base_url right "
                     "(e.g. http://127.0.0.1:8000/v1)? Not retried: a dead server fails the sample."
                 ) from error
             except httpx.TimeoutException as error:
-                raise RemoteRetryableError(
+                raise RetryableBackendError(
                     f"{where}: no answer within {self.args.timeout:.0f} s ({type(error).__name__}); retried by "
                     "Inspect (bound it with --max-retries/--timeout; raise -M timeout= for slow servers)",
                     "transient",
                 ) from error
             except httpx.TransportError as error:  # dropped connection, protocol error
-                raise RemoteRetryableError(
+                raise RetryableBackendError(
                     f"{where}: connection failed mid-request ({type(error).__name__}: {error}); retried by Inspect",
                     "transient",
                 ) from error
@@ -533,16 +451,18 @@ class RemoteBackend:
             try:
                 return response.json()
             except ValueError as error:
-                raise RemoteServerError(
+                raise BackendError(
                     f"{where}: answered 200 with a non-JSON body: {response.text[:300]}"
                 ) from error
         message = _error_message(response)
         retry_after = _retry_after(response)
         if status == 429:
-            raise RemoteRetryableError(f"{where}: rate limited (429): {message}", "rate_limit", retry_after)
+            raise RetryableBackendError(f"{where}: rate limited (429): {message}", "rate_limit", retry_after)
         if status >= 500 or status == 408:
-            raise RemoteRetryableError(f"{where}: server error {status}: {message}", "transient", retry_after)
-        raise RemoteRequestError(
+            raise RetryableBackendError(
+                f"{where}: server error {status}: {message}", "transient", retry_after
+            )
+        raise UpstreamRequestError(
             f"{where}: the server rejected the request ({status}): {message}. Check -M server_model (the "
             f"served model name, now {self.server_model!r}), server_params, and that the server has a "
             "/v1/completions endpoint."
@@ -577,14 +497,4 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-__all__ = [
-    "REMOTE_ARG_FIELDS",
-    "RemoteArgs",
-    "RemoteBackend",
-    "RemoteConfigError",
-    "RemoteRequestError",
-    "RemoteRetryableError",
-    "RemoteServerError",
-    "RemoteUnavailableError",
-    "load_tokenizer",
-]
+__all__ = ["RemoteBackend", "load_tokenizer"]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from inspect_ai.model import ChatMessage
 
+from ..errors import IntentError
 from ..turns import END_CONVERSATION, EndReason
 
 _SENTINEL = "USERLMSENTINELQXZ"
@@ -28,12 +29,8 @@ EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
 """Llama-3 end tokens stopped on whenever the vocabulary has them, whatever the configs say (paper.md §1.2)."""
 
 
-class IntentError(ValueError):
-    """The input does not carry a usable intent (system message)."""
-
-
 @dataclass(frozen=True)
-class Conversation:
+class UserLMInput:
     """The User LM's view of a conversation: intent plus alternating real-role turns."""
 
     intent: str
@@ -51,8 +48,8 @@ class Conversation:
         return [{"role": "system", "content": self.intent}, *self.turns]
 
 
-def conversation_from_messages(messages: list[ChatMessage]) -> Conversation:
-    """Validate Inspect messages into a Conversation.
+def conversation_from_messages(messages: list[ChatMessage]) -> UserLMInput:
+    """Validate Inspect messages into a `UserLMInput`.
 
     The first message must be a system message whose content is a plain string (the intent). Later system
     messages, tool messages and tool calls are not part of what a user sees and are dropped; consecutive
@@ -84,7 +81,7 @@ def conversation_from_messages(messages: list[ChatMessage]) -> Conversation:
             turns[-1]["content"] += "\n\n" + text
         else:
             turns.append({"role": message.role, "content": text})
-    return Conversation(intent=content.strip(), turns=turns)
+    return UserLMInput(intent=content.strip(), turns=turns)
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -134,7 +131,7 @@ def template_mode(tokenizer: Any) -> TemplateMode:
     return mode
 
 
-def render_prompt(tokenizer: Any, conversation: Conversation) -> tuple[str, TemplateMode]:
+def render_prompt(tokenizer: Any, conversation: UserLMInput) -> tuple[str, TemplateMode]:
     """The exact prompt text, ending by opening a user turn."""
     mode = template_mode(tokenizer)
     chat = conversation.chat()
@@ -144,6 +141,35 @@ def render_prompt(tokenizer: Any, conversation: Conversation) -> tuple[str, Temp
     probe = [*chat, {"role": "user", "content": _SENTINEL}]
     rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=False)
     return rendered.split(_SENTINEL, 1)[0], mode
+
+
+def render_prompt_ids(tokenizer: Any, conversation: UserLMInput) -> tuple[str, list[int], TemplateMode]:
+    """The prompt as text and as the token ids the model is given (`render_prompt`, encoded without adding
+    special tokens: the template already has whatever it needs)."""
+    prompt, mode = render_prompt(tokenizer, conversation)
+    return prompt, list(tokenizer.encode(prompt, add_special_tokens=False)), mode
+
+
+def folder_has_chat_template(folder: Path) -> bool:
+    """Whether a local checkpoint folder ships a chat template (read from its files; nothing is loaded).
+
+    A `.gguf` checkpoint or an unreadable tokenizer config counts as having one: the loader decides then."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return True  # nothing to read here (e.g. GGUF): leave it to the tokenizer at load time
+    try:
+        import json
+
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError):
+        return True
+
+
+def looks_local(name: str) -> bool:
+    """Whether a model name is a local folder rather than a hub id (absolute/relative path, or more than one /)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,14 @@
-"""The one step that differs between running UserLM in-process and on a server: drawing one draft.
+"""The runtime's vocabulary: one draft request, one drawn draft, and the backend that draws it (torch-free).
 
-`UserLMAPI` (provider.py) owns everything the solver can see: input validation, the prompt rendered by the
-model's own template, the draft -> check -> resample loop of the paper's guardrails (Appendix D.1), the output
-metadata and the `ModelCall`. It asks a `GenerationBackend` for each draft, with the token-level guardrails
-(first-content-token bans, the `<|endconversation|>` ban) as part of the request, so the two backends are
-interchangeable and the solver cannot tell them apart:
+The one step that differs between running UserLM in-process and on a server is drawing one draft. Everything
+else (input validation, the prompt rendered by the model's own template, the draft -> check -> resample loop of
+the paper's guardrails in `drafting.py`, the output metadata and the `ModelCall` in `provider.py`) is shared. A
+`GenerationBackend` gets each draft with the token-level guardrails (first-content-token bans, the
+`<|endconversation|>` ban) as part of the request, so the backends are interchangeable and the solver cannot tell
+them apart:
 
-* `LocalBackend`: the batching engine on a model loaded in this process (engine.py, sampling.py).
-* `RemoteBackend` (remote.py): an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, TGI, llama.cpp).
-
-This module is torch-free at import; the local backend imports the engine when it is built.
+* `local.backend.LocalBackend`: the batching engine on a model loaded in this process (runtime/local/).
+* `remote.RemoteBackend`: an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, TGI, llama.cpp).
 """
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from inspect_ai.model import RetryDecision
-
-    from .engine import BatchingEngine
-    from .loading import LoadedUserLM
 
 
 @dataclass(frozen=True)
@@ -74,6 +70,9 @@ class Draft:
     generate_s: float
     details: dict[str, Any] = field(default_factory=dict)
     """Backend-specific facts for the ModelCall (remote: each HTTP call and its body)."""
+    end_logprob: float | None = None
+    """log P(`<|endconversation|>`) at the first content position of this draft, before any ban (None: the backend
+    cannot tell, e.g. a server that returns no logprobs). See docs/termination.md."""
 
 
 @runtime_checkable
@@ -113,56 +112,4 @@ def decode_new_tokens(
     return text, raw
 
 
-class LocalBackend:
-    """The in-process batching engine on a loaded model (per-row sampling with the bans as logit masks)."""
-
-    kind = "local"
-
-    def __init__(self, loaded: LoadedUserLM, engine: BatchingEngine) -> None:
-        self.loaded = loaded
-        self.engine = engine
-        self.tokenizer = loaded.tokenizer
-        self.stop_ids = list(loaded.stop_ids)
-        self.end_token_id = loaded.end_token_id
-        self._special_ids = frozenset(loaded.tokenizer.all_special_ids)
-
-    def context_limit(self) -> int | None:
-        return getattr(self.loaded.model.config, "max_position_embeddings", None)
-
-    def max_connections(self) -> int:
-        # Inspect usually ignores this (notes G1/G2); the engine bounds batch size and queue itself.
-        return max(self.engine.settings.max_batch_size * 4, 16)
-
-    async def draft(self, request: DraftRequest) -> Draft:
-        from .engine import GenRequest
-
-        result = await self.engine.generate(GenRequest(prompt_ids=request.prompt_ids, row=request))
-        text, raw = decode_new_tokens(self.tokenizer, result.token_ids, self._special_ids)
-        first = result.first_content_token
-        return Draft(
-            text=text,
-            raw=raw,
-            new_tokens=len(result.token_ids),
-            output_tokens=len(result.token_ids) + (1 if result.stop_token is not None else 0),
-            prompt_tokens=result.prompt_tokens,
-            finish=result.finish,
-            first_token=None if first is None else self.tokenizer.decode([first]),
-            first_token_bans=result.first_token_bans,
-            batch_size=result.batch_size,
-            queued_s=result.queued_s,
-            generate_s=result.generate_s,
-        )
-
-    def should_retry(self, ex: Exception) -> bool:
-        return False  # local errors (bad input, a row that does not fit in memory) do not heal on retry
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "device": self.loaded.device,
-            "dtype": self.loaded.dtype,
-            "engine": self.engine.settings.model_dump(),
-        }
-
-
-__all__ = ["Draft", "DraftRequest", "GenerationBackend", "LocalBackend", "RowSpec", "decode_new_tokens"]
+__all__ = ["Draft", "DraftRequest", "GenerationBackend", "RowSpec", "decode_new_tokens"]

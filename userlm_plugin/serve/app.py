@@ -215,7 +215,7 @@ def create_app(api: Any, *, served_name: str, max_tokens_limit: int = 512) -> St
     """An app serving `api` (a `UserLMAPI`, local or remote backend) as `served_name`."""
     from inspect_ai.model import GenerateConfig
 
-    from ..runtime.remote import RemoteRequestError, RemoteServerError
+    from ..errors import BackendError, ConfigError, UpstreamRequestError
 
     stats = ServeStats()
     latencies: deque[float] = deque(maxlen=1000)
@@ -304,13 +304,11 @@ def create_app(api: Any, *, served_name: str, max_tokens_limit: int = 512) -> St
         )
         try:
             output, _call = await api.generate(parsed.messages, [], "none", config)
-        except (
-            ValueError,
-            TypeError,
-            RemoteRequestError,
-        ) as error:  # bad intent, context overflow, bad overrides
+        except ConfigError as error:  # bad intent, context overflow, bad guardrail overrides
             raise RequestError(str(error)) from error
-        except RemoteServerError as error:
+        except UpstreamRequestError as error:  # the upstream server rejected what we built from this request
+            raise RequestError(str(error)) from error
+        except BackendError as error:
             return error_response(502, str(error), code="upstream_error")
         except Exception as error:  # noqa: BLE001 - reported to the client; the server keeps serving
             return error_response(500, f"{type(error).__name__}: {error}", code="generation_failed")

@@ -22,29 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from transformers import GenerationConfig, LogitsProcessorList
 
+from ..settings import EngineSettings
+from ..types import RowSpec
 from . import torch_thread
-from .sampling import RowSampler, RowSpec
+from .sampling import RowSampler
 
 logger = logging.getLogger(__name__)
-
-
-class EngineSettings(BaseModel):
-    """Batching limits (model args of the same names)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_batch_size: int = Field(default=16, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0)
-    """While the batch is not full, keep collecting until no new request arrived for this long (a burst of
-    concurrent samples arrives a few ms apart, each rendering its prompt on the event loop)..."""
-    max_hold_ms: float = Field(default=50.0, ge=0)
-    """...but never hold a batch longer than this after its first request."""
-    max_batch_tokens: int = Field(default=131072, ge=1)
-    """Cap on rows x (longest prompt + max new tokens): bounds KV-cache memory (Llama-3-8B: 128 KiB/token bf16)."""
-    max_queue: int = Field(default=1024, ge=1)
 
 
 @dataclass

@@ -13,19 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..turns import END_CONVERSATION
+from ...errors import ModelLoadError
+from ...turns import END_CONVERSATION
+from ..guardrails import whitespace_token_ids
+from ..settings import EngineSettings
+from ..template import (
+    has_chat_template,
+    looks_local,
+    set_chat_template,
+    stop_token_ids,
+    template_mode,
+    token_ids,
+)
 from . import torch_thread
-from .engine import BatchingEngine, EngineSettings
-from .guardrails import whitespace_token_ids
-from .template import has_chat_template, set_chat_template, stop_token_ids, template_mode, token_ids
+from .engine import BatchingEngine
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 _PAD_CANDIDATES = ("<|finetune_right_pad_id|>",)
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message says why and what to do."""
 
 
 @dataclass
@@ -80,10 +85,6 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return value
 
 
-def _looks_local(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name).exists()
-
-
 def load_userlm(
     name: str,
     *,
@@ -125,7 +126,7 @@ def _load(
 ) -> LoadedUserLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = _looks_local(name)
+    local = looks_local(name)
     path = Path(name).expanduser()
     if local and not path.is_dir():
         raise ModelLoadError(

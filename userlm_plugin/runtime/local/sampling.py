@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import LogitsProcessor
 
-from .backend import RowSpec  # the row settings are defined once, torch-free, beside DraftRequest
+from ..guardrails import banned_next
+from ..types import RowSpec
 
 TOP_K = 1024
 
@@ -100,8 +101,9 @@ class RowSampler(LogitsProcessor):
                 ban_rows.append(i)
                 ban_cols.append(self.end_token_id)
             if spec.first_bans and len(st.content) < self.max_first:
-                j = len(st.content)  # content tokens drawn so far (0 until the first non-whitespace token)
-                banned = [s[j] for s in spec.first_bans if len(s) == j + 1 and list(s[:j]) == st.content]
+                banned = banned_next(
+                    spec.first_bans, st.content
+                )  # content so far: empty until non-whitespace
                 if banned:
                     ban_rows.extend([i] * len(banned))
                     ban_cols.extend(banned)
