@@ -16,10 +16,10 @@ import time
 
 from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 
-from userlm_plugin.data.humaneval import load_humaneval
-from userlm_plugin.data.samples import code_sample
-from userlm_plugin.scoring.code import build_spec, extract_function
-from userlm_plugin.scoring.runner import run_tests
+from userlm_plugin.evals.sharded.dataset import code_sample
+from userlm_plugin.evals.sharded.humaneval import load_humaneval
+from userlm_plugin.scoring.answers.code import build_spec, extract_function
+from userlm_plugin.scoring.answers.runner import run_tests
 
 
 async def run(specs, parallel: int) -> tuple[float, int, int]:

@@ -8,8 +8,8 @@ Settings: full | concat | sharded | userlm | scripted | snowball | recap (see us
 
 from inspect_ai import Task, task
 
-from userlm_plugin.data.lic import LIC_REVISION
-from userlm_plugin.data.sharded_eval import sharded_task
+from userlm_plugin.evals.sharded.lic import LIC_REVISION
+from userlm_plugin.evals.sharded.task import sharded_task
 
 
 @task

@@ -19,101 +19,11 @@ For the termination probe a `userlm` simulator is run with ending allowed from t
 override `min_turns_before_end: 0`); elsewhere the simulator runs exactly as configured.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from inspect_ai import Task, task
-from inspect_ai.dataset import MemoryDataset
-from inspect_ai.log import transcript
-from inspect_ai.model import ChatMessageUser
-from inspect_ai.scorer import Scorer
-from inspect_ai.solver import Generate, Solver, TaskState, solver
-from inspect_ai.util import span
 
-from userlm_plugin.conversation import context_from_state, describe_simulator
-from userlm_plugin.data.probes import PROBES, load_hf_probe, probe_dataset
-from userlm_plugin.records import Conversation
-from userlm_plugin.scoring.judges import intent_adherence, role_adherence
-from userlm_plugin.scoring.quality import (
-    first_turn_quality,
-    guardrail_activity,
-    intent_decomposition,
-    termination,
-)
-from userlm_plugin.simulators.base import Simulator
-from userlm_plugin.simulators.presets import load_simulator
-from userlm_plugin.simulators.userlm import UserLMUser
-from userlm_plugin.turns import StopReason, TurnRecord
-
-END_ALLOWED = {"min_turns_before_end": 0}
-"""Guardrail override for the termination probe: let the User LM end from its first turn."""
-
-
-def end_allowed(sim: Simulator) -> Simulator:
-    """The same simulator with ending allowed; only the User LM bans ending by default (paper.md §1.5 guardrail 2)."""
-    if isinstance(sim, UserLMUser):
-        guardrails = {**(sim.config.guardrails or {}), **END_ALLOWED}
-        return UserLMUser(sim.config.model_copy(update={"guardrails": guardrails}))
-    return sim
-
-
-@solver
-def probe_next_turn(simulator: str | dict[str, Any] | Simulator = "userlm") -> Solver:
-    """Ask the simulator for ONE next user turn after the sample's fixed conversation, and record it.
-
-    The turn is stored in the `Conversation` record exactly as `simulated_user` stores turns (a `TurnRecord`
-    with its rejected drafts; stop reason `user_ended`, or `max_turns` because a probe allows one turn), so
-    the simulation-quality scorers apply unchanged. No assistant model is called.
-    """
-    sim = load_simulator(simulator)
-    sim_end = end_allowed(sim)
-
-    async def solve(state: TaskState, generate: Generate) -> TaskState:
-        current = sim_end if (state.metadata or {}).get("probe") == "termination" else sim
-        ctx = context_from_state(state, None, needs_intent=getattr(current, "needs_intent", True))
-        # the prefix is fixed text; an empty input (first-turn probe) leaves no messages at all
-        state.messages = [m for m in state.messages if m.role == "system" or m.text.strip()]
-        index = sum(m.role == "user" for m in state.messages) + 1
-        ctx.messages, ctx.turn = list(state.messages), index
-        conv = state.store_as(Conversation)
-        conv.simulator, conv.intent = current.name, ctx.intent
-        conv.simulator_config = describe_simulator(current)
-        async with span(f"user turn {index}", type="simulated_user"):
-            turn = await current.next_turn(ctx)
-            record = TurnRecord(index=index, simulator=current.name, **dict(turn))
-            conv.add_turn(record)
-            transcript().info(record.model_dump(mode="json", exclude_defaults=True), source=current.name)
-        if turn.ended:
-            conv.end_reason = turn.end_reason
-            conv.stop_reason = StopReason.USER_ENDED
-        else:
-            state.messages.append(
-                ChatMessageUser(content=turn.text or "", metadata={"simulator": current.name, "turn": index})
-            )
-            conv.stop_reason = StopReason.MAX_TURNS
-        state.metadata["simulated_user"] = {
-            "simulator": current.name,
-            "stop_reason": conv.stop_reason,
-            "end_reason": conv.end_reason,
-            "rejected_drafts": len(turn.rejected),
-        }
-        state.completed = True
-        return state
-
-    return solve
-
-
-def probe_scorers(probe: str) -> list[Scorer]:
-    """The scorers of one probe (restricted to its samples, so `probe=all` reports each probe separately)."""
-    by_probe: dict[str, list[Scorer]] = {
-        "role": [role_adherence(probe="role")],
-        "intent": [intent_adherence(probe="intent")],
-        "first_turn": [first_turn_quality(probe="first_turn"), intent_decomposition(probe="first_turn")],
-        "termination": [termination(probe="termination")],
-    }
-    names = PROBES if probe == "all" else (probe,)
-    return [s for name in names for s in by_probe[name]] + [guardrail_activity()]
+from userlm_plugin.evals.simulator_quality.task import simulator_quality_task
 
 
 @task
@@ -123,7 +33,7 @@ def simulator_quality(
     source: Literal["repo", "hf"] = "repo",
     limit: int | None = None,
 ) -> Task:
-    """The paper's simulator-robustness probes against one simulator (paper.md §2.6).
+    """The paper's simulator-robustness probes against one simulator.
 
     Args:
         probe: role | intent | first_turn | termination | all.
@@ -131,24 +41,4 @@ def simulator_quality(
         source: `repo` (in-repo probe sets, offline) or `hf` (the paper's Hugging Face sources, pinned).
         limit: Items per probe (default: all; `hf` defaults to 2,000 like the paper).
     """
-    if probe != "all" and probe not in PROBES:
-        raise ValueError(f"-T probe={probe!r} is not one of: {', '.join(PROBES)}, all")
-    if source == "repo":
-        dataset = probe_dataset(probe, limit)
-    elif source == "hf":
-        names = [p for p in (PROBES if probe == "all" else (probe,)) if p != "first_turn"]
-        samples = [s for name in names for s in load_hf_probe(name, limit=limit or 2000)]  # type: ignore[arg-type]
-        if probe in ("all", "first_turn"):
-            samples += list(
-                probe_dataset("first_turn", limit)
-            )  # the paper samples WildChat intents; not public
-        dataset = MemoryDataset(samples, name=f"userlm_probes_hf_{probe}")
-    else:
-        raise ValueError(f"-T source={source!r} must be 'repo' or 'hf'")
-    return Task(
-        dataset=dataset,
-        solver=probe_next_turn(simulator),
-        scorer=probe_scorers(probe),
-        model="none/none",  # the assistant side is fixed text: no model under test is called
-        metadata={"probe": probe, "simulator": simulator if isinstance(simulator, str) else "custom"},
-    )
+    return simulator_quality_task(probe=probe, simulator=simulator, source=source, limit=limit)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from userlm_plugin.data import lic
-from userlm_plugin.data.humaneval import load_humaneval
-from userlm_plugin.data.lic import expand_sources, load_lic
-from userlm_plugin.data.samples import code_sample, math_sample
+from userlm_plugin.evals.sharded import lic
+from userlm_plugin.evals.sharded.dataset import code_sample, math_sample
+from userlm_plugin.evals.sharded.humaneval import load_humaneval
+from userlm_plugin.evals.sharded.lic import expand_sources, load_lic
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lic_mini.json"
 

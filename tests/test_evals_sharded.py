@@ -98,7 +98,7 @@ def test_math_concat_over_epochs(tmp_path) -> None:
 
 
 def test_bad_options_fail_clearly() -> None:
-    from userlm_plugin.data.sharded_eval import sharded_task
+    from userlm_plugin.evals.sharded.task import sharded_task
 
     with pytest.raises(ValueError, match="humaneval dataset has none"):
         sharded_task("code", setting="sharded", dataset="humaneval")

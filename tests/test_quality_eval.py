@@ -11,9 +11,9 @@ from inspect_ai import eval, score
 from inspect_ai.log import EvalLog
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
-from userlm_plugin.data.probes import PROBES, load_probe, probe_dataset
+from userlm_plugin.evals.simulator_quality.dataset import PROBES, load_probe, probe_dataset
 from userlm_plugin.records import conversation_from_store
-from userlm_plugin.scoring.quality import conversation_variety, termination
+from userlm_plugin.scoring.quality.scorers import conversation_variety, termination
 from userlm_plugin.simulators.base import SimulationContext
 from userlm_plugin.turns import EndReason, StopReason, UserTurn
 
@@ -159,14 +159,21 @@ def test_tiny_userlm_runs_the_probes(tmp_path: Path, tiny_userlm_dir: Path) -> N
     conv = conversation_from_store(log.samples[0].store) if log.samples else None
     assert conv and conv.stop_reason in (StopReason.USER_ENDED, StopReason.MAX_TURNS)
     assert conv.simulator_config["guardrails"] == {"min_turns_before_end": 0}
-    module = load_eval_module()
-    loaded = module.end_allowed(module.load_simulator(sim))
+    from userlm_plugin.evals.simulator_quality.task import end_allowed
+    from userlm_plugin.simulators import load_simulator
+
+    loaded = end_allowed(load_simulator(sim))
     assert loaded.config.guardrails == {"min_turns_before_end": 0}
 
 
 def test_paper_source_rows_build_probe_samples() -> None:
     """The HF loaders' row builders, on records shaped like the pinned datasets (no network)."""
-    from userlm_plugin.data.probes import commonsense_qa_row, nq_open_row, prism_rows, probe_sample
+    from userlm_plugin.evals.simulator_quality.dataset import (
+        commonsense_qa_row,
+        nq_open_row,
+        prism_rows,
+        probe_sample,
+    )
 
     csqa = {
         "id": "q1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from userlm_plugin.scoring import quality_metrics as qm
+from userlm_plugin.scoring.quality import metrics as qm
 
 INTENT = "You are a user chatting with an assistant language model to plan a cheap trip to Japan in spring"
 # content words of the intent after the boilerplate is stripped: {plan, cheap, trip, japan, spring}

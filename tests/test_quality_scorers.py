@@ -22,7 +22,8 @@ from inspect_ai.scorer import SampleScore, Target
 from inspect_ai.solver import TaskState
 
 from userlm_plugin.records import Conversation
-from userlm_plugin.scoring import judges, quality
+from userlm_plugin.scoring.quality import judges
+from userlm_plugin.scoring.quality import scorers as quality
 from userlm_plugin.turns import EndReason, Rejection, RejectReason, StopReason, TurnRecord
 
 INTENT = "You are a user chatting with an assistant language model to plan a cheap trip to Japan in spring"

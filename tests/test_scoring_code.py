@@ -1,7 +1,7 @@
 """Code extraction (LiC's rule-based extractor, paper.md §3.2-3.3) and test programs."""
 
-from userlm_plugin.data.humaneval import load_humaneval
-from userlm_plugin.scoring.code import build_spec, code_blocks, extract_function, prompt_context
+from userlm_plugin.evals.sharded.humaneval import load_humaneval
+from userlm_plugin.scoring.answers.code import build_spec, code_blocks, extract_function, prompt_context
 
 
 def run(code: str, name: str, *args):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from userlm_plugin.scoring.math import extract_last_number, gold_answer, is_correct, normalise_number
+from userlm_plugin.scoring.answers.math import extract_last_number, gold_answer, is_correct, normalise_number
 
 
 @pytest.mark.parametrize(

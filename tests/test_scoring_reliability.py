@@ -3,7 +3,7 @@
 import pytest
 from inspect_ai.scorer import SampleScore, Score
 
-from userlm_plugin.scoring.reliability import (
+from userlm_plugin.scoring.answers.reliability import (
     aptitude,
     corpus_stats,
     ended_correct,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 
-from userlm_plugin.scoring.runner import RunLimits, TestSpec, run_tests
+from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
 
 CHECK = "\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n"
 

@@ -5,10 +5,12 @@ themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` e
 """
 
 from .conversation import simulated_user
-from .scoring.code import code_scorer, code_stop_when, extract_function
-from .scoring.judges import intent_adherence, intent_coverage, role_adherence
-from .scoring.math import extract_last_number, math_scorer, math_stop_when
-from .scoring.quality import (
+from .scoring.answers.code import code_scorer, code_stop_when, extract_function
+from .scoring.answers.math import extract_last_number, math_scorer, math_stop_when
+from .scoring.answers.reliability import aptitude, ended_correct, performance, turns_used, unreliability
+from .scoring.answers.runner import RunLimits, RunResult, TestSpec, run_tests
+from .scoring.quality.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.quality.scorers import (
     conversation_variety,
     first_turn_quality,
     guardrail_activity,
@@ -16,8 +18,6 @@ from .scoring.quality import (
     simulation_quality_scorers,
     termination,
 )
-from .scoring.reliability import aptitude, ended_correct, performance, turns_used, unreliability
-from .scoring.runner import RunLimits, RunResult, TestSpec, run_tests
 from .simulators import (
     SimulationContext,
     Simulator,

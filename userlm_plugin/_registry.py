@@ -6,15 +6,15 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 # ruff: noqa: F401
 from .conversation import simulated_user
 from .providers import litellm, userlm
-from .scoring.code import code_scorer
-from .scoring.judges import intent_adherence, intent_coverage, role_adherence
-from .scoring.math import math_scorer
-from .scoring.quality import (
+from .scoring.answers.code import code_scorer
+from .scoring.answers.math import math_scorer
+from .scoring.answers.reliability import aptitude, ended_correct, performance, turns_used, unreliability
+from .scoring.quality.judges import intent_adherence, intent_coverage, role_adherence
+from .scoring.quality.scorers import (
     conversation_variety,
     first_turn_quality,
     guardrail_activity,
     intent_decomposition,
     termination,
 )
-from .scoring.reliability import aptitude, ended_correct, performance, turns_used, unreliability
 from .wrap import simulate

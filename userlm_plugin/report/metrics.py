@@ -1,5 +1,5 @@
 """Corpus-level P, A90, U for reports, built on the scoring engineer's per-instruction functions
-(`userlm_plugin.scoring.reliability`, paper.md §3.5), plus the mean p10 the chart needs.
+(`userlm_plugin.scoring.answers.reliability`, paper.md §3.5), plus the mean p10 the chart needs.
 
 With one run per instruction (one epoch) A90 = P and U = 0: reports say so rather than hide it.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..scoring.reliability import instruction_stats, percentile
+from ..scoring.answers.reliability import instruction_stats, percentile
 
 
 @dataclass(frozen=True)

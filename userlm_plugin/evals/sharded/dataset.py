@@ -21,8 +21,8 @@ from typing import Any, Literal, get_args
 
 from inspect_ai.dataset import Sample
 
-from ..scoring.code import prompt_context
-from ..scoring.math import gold_answer
+from ...scoring.answers.code import prompt_context
+from ...scoring.answers.math import gold_answer
 from .humaneval import HumanEvalProblem
 from .lic import CodeRecord, MathRecord
 

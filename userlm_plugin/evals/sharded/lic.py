@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .._paths import resolve_user_path
-from ..simulators.base import Shard
+from ..._paths import resolve_user_path
+from ...simulators.base import Shard
 
 logger = logging.getLogger(__name__)
 

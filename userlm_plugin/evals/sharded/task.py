@@ -15,12 +15,12 @@ from inspect_ai import Epochs, Task
 from inspect_ai.dataset import MemoryDataset
 from inspect_ai.solver import system_message
 
-from ..scoring.code import code_scorer, code_stop_when
-from ..scoring.math import math_scorer, math_stop_when
-from ..scoring.runner import RunLimits
+from ...scoring.answers.code import code_scorer, code_stop_when
+from ...scoring.answers.math import math_scorer, math_stop_when
+from ...scoring.answers.runner import RunLimits
+from .dataset import Setting, check_setting, code_sample, math_sample
 from .humaneval import load_humaneval
 from .lic import LIC_REVISION, load_lic
-from .samples import Setting, check_setting, code_sample, math_sample
 
 DEFAULT_MAX_TURNS: dict[str, int] = {
     "full": 1,
@@ -45,7 +45,7 @@ def assistant_prompt(kind: Literal["code", "math"]) -> str:
 
 def make_simulator(setting: Setting) -> Any:
     """The simulator that plays the user in `setting`."""
-    from ..simulators import scripted_user, sharded_user, userlm_user
+    from ...simulators import scripted_user, sharded_user, userlm_user
 
     if setting == "sharded":
         return sharded_user()

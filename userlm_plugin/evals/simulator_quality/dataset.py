@@ -47,7 +47,7 @@ HF_SOURCES: dict[str, dict[str, str]] = {
 
 
 def _probe_file(name: str) -> str:
-    return resources.files("userlm_plugin.data").joinpath(f"probes/{name}").read_text("utf-8")
+    return resources.files(__package__).joinpath(f"probes/{name}").read_text("utf-8")
 
 
 def _messages(raw: list[dict[str, Any]], where: str) -> list[ChatMessage]:

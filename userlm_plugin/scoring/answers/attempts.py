@@ -22,8 +22,8 @@ from inspect_ai.solver import TaskState
 from inspect_ai.util import StoreModel
 from pydantic import BaseModel, Field
 
-from ..records import conversation_from_store
-from ..turns import StopReason
+from ...records import conversation_from_store
+from ...turns import StopReason
 from .reliability import CORRECT, ENDED_CORRECT, TURNS
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
 
-from .answers import make_stop_when, score_last_attempt
+from .attempts import make_stop_when, score_last_attempt
 from .reliability import reliability_metrics
 from .runner import RunLimits, TestSpec, run_tests
 
@@ -87,7 +87,9 @@ def build_spec(function_code: str, metadata: dict[str, Any]) -> TestSpec:
     """The test program for an extracted function, from the sample's `code_tests` metadata."""
     tests = metadata.get("code_tests")
     if not isinstance(tests, dict):
-        raise ValueError("sample metadata has no 'code_tests': build samples with userlm_plugin.data.samples")
+        raise ValueError(
+            "sample metadata has no 'code_tests': build samples with userlm_plugin.evals.sharded.dataset"
+        )
     program = "\n\n".join(p for p in (tests.get("prefix", ""), function_code) if p)
     name = metadata["func_name"]
     if tests["mode"] == "check":

@@ -16,7 +16,7 @@ from typing import Any
 from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
 
-from .answers import make_stop_when, score_last_attempt
+from .attempts import make_stop_when, score_last_attempt
 from .reliability import reliability_metrics
 
 NUMBER = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")

@@ -112,7 +112,7 @@ def _source(name: str) -> str:
 def _interpreter(env: SandboxEnvironment, limits: RunLimits) -> str:
     if limits.python:
         return limits.python
-    from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+    from ..._inspect_compat import LocalSandboxEnvironment
 
     return sys.executable if isinstance(env, LocalSandboxEnvironment) else "python3"
 

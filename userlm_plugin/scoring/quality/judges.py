@@ -2,7 +2,7 @@
 
 The paper classifies the simulated user's next turn with a GPT-4o judge (paper.md §2.6 metrics 5 and 6).
 Here the judge is whatever model is bound to the `judge` role (`--model-role judge=litellm/gpt-4o`, any
-provider), or a model passed explicitly. Prompts are data (`simulators/prompts/judges.yaml`).
+provider), or a model passed explicitly. Prompts are data (`scoring/quality/prompts/judges.yaml`).
 
 Every score carries the judge's verdict and its reason in the explanation. A judge reply with no
 recognisable verdict scores `{"adherent": None, "verdict": "unparseable"}` (excluded from the adherence
@@ -18,13 +18,13 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from inspect_ai._util.error import PrerequisiteError
 from inspect_ai.model import ChatMessage, Model, get_model
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
-from ..simulators.base import SimulationContext
-from .quality import (
+from ..._inspect_compat import PrerequisiteError
+from ...simulators.base import SimulationContext
+from .scorers import (
     NOT_APPLICABLE,
     _mean_metric,
     conversation_intent,
@@ -54,8 +54,8 @@ class JudgePrompt:
 
 @cache
 def judge_prompts() -> dict[str, JudgePrompt]:
-    """Load `simulators/prompts/judges.yaml` (package data) once."""
-    text = resources.files("userlm_plugin.simulators").joinpath("prompts/judges.yaml").read_text("utf-8")
+    """Load `scoring/quality/prompts/judges.yaml` (package data) once."""
+    text = resources.files(__package__).joinpath("prompts/judges.yaml").read_text("utf-8")
     raw = yaml.safe_load(text)
     return {
         name: JudgePrompt(

@@ -2,7 +2,7 @@
 
 Everything here works on plain strings and numbers so it can be tested on hand-computed examples and
 reused outside Inspect (e.g. on a log's exported turns). The Inspect scorers and metrics that wrap these
-live in `userlm_plugin.scoring.quality`.
+live in `userlm_plugin.scoring.quality.scorers`.
 
 Where the paper's exact formula is unknown (paper.md §7 Q5: "pairwise 1-gram Jaccard or % unique"),
 both readings are implemented and documented, and the README says which one to compare with which

@@ -26,9 +26,9 @@ from typing import Any
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
-from ..records import Conversation, conversation_from_store
-from ..turns import StopReason, TurnRecord
-from . import quality_metrics as qm
+from ...records import Conversation, conversation_from_store
+from ...turns import StopReason, TurnRecord
+from . import metrics as qm
 
 # ---------------------------------------------------------------------------------------------- helpers
 
