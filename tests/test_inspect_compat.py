@@ -1,0 +1,58 @@
+"""Every private Inspect API the plugin uses is reached through `userlm_plugin._inspect_compat`; this test touches
+each one, so an Inspect upgrade that moves or changes one fails here, loudly, instead of in a user's run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.solver import chain, generate, system_message
+
+from userlm_plugin import _inspect_compat as compat
+
+PACKAGE = Path(__file__).parents[1] / "userlm_plugin"
+
+
+def test_every_private_name_resolves() -> None:
+    for name in compat.__all__:
+        assert getattr(compat, name) is not None, name
+    assert issubclass(compat.PrerequisiteError, Exception)
+    assert compat.task_all_params_attr()
+
+
+def test_chain_steps_and_task_name() -> None:
+    steps = [system_message("hi"), generate()]
+    assert compat.chain_steps(chain(*steps)) == steps
+    assert compat.chain_steps(generate()) is None
+    assert compat.task_registered_name(Task(dataset=[Sample(input="x")], name="named")) == "named"
+
+
+def test_resolve_and_load_tasks(tmp_path: Path) -> None:
+    @task
+    def compat_probe_task(n: int = 3) -> Task:
+        return Task(dataset=[Sample(input="x")] * n)
+
+    created = compat_probe_task(n=2)
+    assert compat.resolve_task_args(created)["n"] == 2
+    file = tmp_path / "probe_task.py"
+    file.write_text(
+        "from inspect_ai import Task, task\nfrom inspect_ai.dataset import Sample\n\n"
+        "@task\ndef probe(n: int = 1):\n    return Task(dataset=[Sample(input='x')] * n)\n"
+    )
+    [loaded] = compat.load_tasks([f"{file}@probe"], {"n": 4})
+    assert len(loaded.dataset) == 4
+
+
+def test_no_private_inspect_imports_outside_the_shim() -> None:
+    """The rule the shim exists for: `inspect_ai._*` and `inspect_ai.<pkg>._*` only in _inspect_compat.py."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_inspect_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("inspect_ai"):
+                if any(part.startswith("_") for part in node.module.split(".")[1:]):
+                    offenders.append(f"{path.relative_to(PACKAGE)}: from {node.module}")
+    assert not offenders, offenders
