@@ -1,6 +1,8 @@
-"""P / A90 / U90_10 per instruction over epochs, then averaged (paper.md §3.5), on hand-computed examples."""
+"""P / A90 / U90_10 per instruction over epochs, then averaged (LiC §4.2), on hand-computed examples."""
 
+import numpy as np
 import pytest
+from inspect_ai._util.registry import registry_info
 from inspect_ai.scorer import SampleScore, Score
 
 from userlm_plugin.scoring.answers.reliability import (
@@ -22,6 +24,8 @@ def test_percentile_linear_interpolation() -> None:
     assert percentile([42.0], 90) == 42.0
     with pytest.raises(ValueError):
         percentile([], 50)
+    # numpy's default method, on uneven data
+    assert percentile([3.0, 1.0, 4.0, 1.0, 5.0], 10) == pytest.approx(np.percentile([3, 1, 4, 1, 5], 10))
 
 
 def test_instruction_stats_hand_computed() -> None:
@@ -61,3 +65,8 @@ def test_metrics_over_unreduced_epoch_scores() -> None:
     assert unreliability()(scores) == pytest.approx(40.0)
     assert turns_used()(scores) == pytest.approx(2.75)
     assert ended_correct()(scores) == pytest.approx(0.75)
+
+
+def test_metric_names_are_the_papers_short_symbols() -> None:
+    names = [registry_info(m).name.split("/")[-1] for m in (performance(), aptitude(), unreliability())]
+    assert names == ["P", "A90", "U90_10"]

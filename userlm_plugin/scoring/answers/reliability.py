@@ -1,4 +1,4 @@
-"""Lost in Conversation's reliability metrics over epochs (paper.md §3.5; LiC paper §4.2).
+"""Lost in Conversation's reliability metrics over epochs (LiC, arXiv 2505.06120 §4.2; docs/scoring.md).
 
 Each instruction is simulated N times (Inspect epochs); with scores S_i in 0..100:
 - P   = mean(S)            average performance
@@ -7,8 +7,10 @@ Each instruction is simulated N times (Inspect epochs); with scores S_i in 0..10
 Each is computed per instruction and then averaged over instructions, so the metrics read every epoch's
 score (`@metric(scores="unreduced")`) instead of Inspect's per-sample reduction.
 
-Percentiles use linear interpolation between order statistics (numpy's default), which is what
-`np.percentile` gives LiC's analysis scripts.
+Percentiles are numpy's default (linear interpolation between order statistics). LiC's repository has no
+percentile code; the paper defines the metrics, and numpy's default is the usual reading.
+
+Metric names are short (`P`, `A90`, `U90_10`, the paper's own symbols) so they fit the viewer's header.
 
 Also: `turns_used` (mean simulated user turns per conversation) and `ended_correct` (share of
 conversations that stopped because the assistant's latest answer was correct).
@@ -16,11 +18,12 @@ conversations that stopped because the assistant's latest answer was correct).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
+
+from ...errors import ConfigError
 
 CORRECT = "correct"
 TURNS = "turns"
@@ -28,15 +31,14 @@ ENDED_CORRECT = "ended_correct"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation (numpy's default method)."""
+    """The q-th percentile (0..100), numpy's default linear interpolation."""
+    import numpy as np  # a dependency of inspect_ai; imported here to keep the registry import light
+
     if not values:
-        raise ValueError("percentile of no values")
+        raise ConfigError("percentile of no values")
     if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+        raise ConfigError(f"q must be in [0, 100], got {q}")
+    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def instruction_stats(scores: Sequence[float]) -> dict[str, float]:
@@ -46,7 +48,7 @@ def instruction_stats(scores: Sequence[float]) -> dict[str, float]:
 
 
 def corpus_stats(by_instruction: Mapping[object, Sequence[float]]) -> dict[str, float]:
-    """Per-instruction P/A90/U averaged over instructions (paper.md §3.5)."""
+    """Per-instruction P/A90/U averaged over instructions (LiC §4.2)."""
     if not by_instruction:
         return {"P": 0.0, "A90": 0.0, "U90_10": 0.0}
     per = [instruction_stats(s) for s in by_instruction.values()]
@@ -59,7 +61,7 @@ def _value(score: SampleScore, key: str) -> float:
         return float(value.get(key, 0.0))
     if key == CORRECT:
         return score.score.as_float()
-    raise ValueError(f"score value has no {key!r}: {value!r}")
+    raise ConfigError(f"score value has no {key!r}: {value!r}")
 
 
 def _group(scores: Iterable[SampleScore]) -> dict[object, list[float]]:
@@ -87,19 +89,19 @@ def _per_conversation_mean(key: str) -> Metric:
     return compute
 
 
-@metric(name="performance_P", scores="unreduced")
+@metric(name="P", scores="unreduced")
 def performance() -> Metric:
     """P: mean score (0-100) per instruction over epochs, averaged over instructions."""
     return _corpus_metric("P")
 
 
-@metric(name="aptitude_A90", scores="unreduced")
+@metric(name="A90", scores="unreduced")
 def aptitude() -> Metric:
     """A90: 90th percentile score (0-100) per instruction over epochs, averaged over instructions."""
     return _corpus_metric("A90")
 
 
-@metric(name="unreliability_U90_10", scores="unreduced")
+@metric(name="U90_10", scores="unreduced")
 def unreliability() -> Metric:
     """U90_10: p90 - p10 score per instruction over epochs, averaged over instructions (lower is better)."""
     return _corpus_metric("U90_10")
