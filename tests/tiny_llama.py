@@ -101,8 +101,12 @@ def synthetic_corpus(n_lines: int = 500, seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tokenizer(flavour: str = "userlm", chat_template: bool = True) -> PreTrainedTokenizerFast:
-    """Byte-level BPE in Llama-3's layout (BPE ids first, then the special tokens)."""
+def build_tokenizer(
+    flavour: str = "userlm", chat_template: bool = True, end_token: bool = True
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE in Llama-3's layout (BPE ids first, then the special tokens).
+
+    ``end_token=False`` leaves ``<|endconversation|>`` out: a base model's vocabulary (the training tests add it)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     tok = Tokenizer(models.BPE())
@@ -125,10 +129,12 @@ def build_tokenizer(flavour: str = "userlm", chat_template: bool = True) -> PreT
         [
             AddedToken(t, special=True, normalized=False)
             for t in SPECIAL_TOKENS
-            if not (userlm and t == END_CONV)
+            if t != END_CONV or (end_token and not userlm)
         ]
     )
-    if userlm:  # UserLM adds it with special=False: it survives skip_special_tokens=True (paper.md §1.2)
+    if (
+        userlm and end_token
+    ):  # UserLM adds it with special=False: it survives skip_special_tokens=True (paper.md §1.2)
         tok.add_tokens([AddedToken(END_CONV, special=False, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
@@ -141,7 +147,8 @@ def build_tokenizer(flavour: str = "userlm", chat_template: bool = True) -> PreT
         bos_token=BOS,
         eos_token=EOT,
         pad_token=PAD,
-        extra_special_tokens=[START_HEADER, END_HEADER, EOT_TEXT] + ([] if userlm else [END_CONV]),
+        extra_special_tokens=[START_HEADER, END_HEADER, EOT_TEXT]
+        + ([] if userlm or not end_token else [END_CONV]),
         chat_template=template,
         model_max_length=2048,
         clean_up_tokenization_spaces=False,
@@ -253,11 +260,12 @@ def build_tiny_userlm(
     scripts: Mapping[str, float] | None = None,
     newline_first: float | None = 8.0,
     chat_template: bool = True,
+    end_token: bool = True,
     seed: int = 0,
 ) -> Path:
     """Build tokenizer + model and save both to `out_dir`, ready for `from_pretrained(local_files_only=True)`."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(flavour=flavour, chat_template=chat_template)
+    tokenizer = build_tokenizer(flavour=flavour, chat_template=chat_template, end_token=end_token)
     model = build_model(
         tokenizer,
         flavour=flavour,

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .serve.cli import add_serve_parser
+from .train.cli import add_train_parser
 
 
 def _add_compare(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +62,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [_add_compare, add_serve_parser]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], object]] = [
+    _add_compare,
+    add_serve_parser,
+    add_train_parser,
+]
 """Each adds one subcommand parser; append yours."""
 
 
