@@ -16,7 +16,7 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU-only machines.
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test]"
+  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test,train]"
   # A leftover egg-info in the repo root shadows the editable install's metadata when the cwd is the repo
   # (python -m pytest), and Inspect then registers our components without the `userlm_plugin/` prefix.
   rm -rf userlm_plugin.egg-info
