@@ -33,6 +33,7 @@ from inspect_ai.util import span
 
 from ...conversation import context_from_state, describe_simulator
 from ...records import Conversation
+from ...scoring.quality.calibration import end_calibration
 from ...scoring.quality.judges import intent_adherence, role_adherence
 from ...scoring.quality.scorers import (
     first_turn_quality,
@@ -110,7 +111,7 @@ def probe_scorers(probe: str) -> list[Scorer]:
         "role": [role_adherence(probe="role")],
         "intent": [intent_adherence(probe="intent")],
         "first_turn": [first_turn_quality(probe="first_turn"), intent_decomposition(probe="first_turn")],
-        "termination": [termination(probe="termination")],
+        "termination": [termination(probe="termination"), end_calibration(probe="termination")],
     }
     names = PROBES if probe == "all" else (probe,)
     return [s for name in names for s in by_probe[name]] + [guardrail_activity()]
