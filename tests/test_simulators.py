@@ -263,13 +263,38 @@ def test_sharded_follows_lic_loop_and_tracks_shards(tmp_path: Any) -> None:
     assert [m.metadata["shard_id"] for m in sample.messages if m.role == "user"] == [1, 3, None, 2]
 
     prompt = user.calls[0][0][0].text
-    assert '"shard_id": 1' in prompt.split("Hidden shards")[0]  # shard 1 listed as revealed
-    assert (
-        '"shard_id": 2' in prompt.split("Hidden shards")[1]
-        and '"shard_id": 3' in prompt.split("Hidden shards")[1]
-    )
+    given, hidden = prompt.split("Shards the user has not given yet:")
+    given = given.split("already given:")[1]
+    # LiC lists shards[1:] only: shard 1 (sent verbatim at turn 1) is in neither list
+    assert '"shard_id": 1' not in prompt and given.strip().startswith("[]")
+    assert '"shard_id": 2' in hidden and '"shard_id": 3' in hidden
+    later = user.calls[2][0][0].text.split("Shards the user has not given yet:")
+    assert '"shard_id": 3' in later[0] and '"shard_id": 3' not in later[1] and '"shard_id": 1' not in later[0]
     assert f"[user] {SHARDS[0]['shard']}" in prompt and "[assistant] assistant reply 1" in prompt
     assert user.calls[0][1].response_schema is not None  # JSON mode, as LiC
+
+
+def test_sharded_prompt_has_lics_rules_and_no_others() -> None:
+    from userlm_plugin.simulators._common import load_prompts
+
+    rules = [
+        line.split("]")[0] + "]"
+        for line in load_prompts("sharded_user")["prompt"].splitlines()
+        if line.startswith("- [")
+    ]
+    # LiC's user_agent.txt: providing a shard, one at a time, entire shard, irrelevant clarifications, no repeats,
+    # rephrase, no questions, brevity, format (in our words); no rule of ours on top
+    assert rules == [
+        "- [Giving a shard]",
+        "- [One shard at most]",
+        "- [All of the shard]",
+        "- [Off-topic questions]",
+        "- [No repeats]",
+        "- [Own words]",
+        "- [No questions]",
+        "- [Brief]",
+        "- [Format]",
+    ]
 
 
 def test_sharded_bad_json_retries_then_falls_back_verbatim(tmp_path: Any) -> None:

@@ -9,6 +9,7 @@ the model under test; shared/notes/inspect_litellm.md G3), and with a per-sample
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from functools import cache
 from importlib import resources
@@ -16,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelOutput, get_model
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .base import SimulationContext
 
@@ -53,6 +54,33 @@ def intent_goal(intent: str) -> str | None:
         goal = stripped[len(USERLM_INTENT_PREFIX) :].strip().lstrip(":-").strip()
         return goal.rstrip(".") or None
     return None
+
+
+_JSON_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_json_object(raw: str, schema: type[ModelT], strict: bool = False) -> ModelT:
+    """The JSON object in an LLM reply (a ```json fence allowed), validated against `schema` (`strict`: no
+    type coercion, e.g. a number is not accepted for a string field).
+
+    Raises ValueError saying what is wrong; the JSON-replying simulators and the `grader` role keep it as the
+    reason a reply was rejected."""
+    text = raw.strip()
+    if fenced := _JSON_FENCE.search(text):
+        text = fenced.group(1).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        raise ValueError("no JSON object in the reply")
+    try:
+        data = json.loads(text[start : end + 1])
+    except json.JSONDecodeError as ex:
+        raise ValueError(f"invalid JSON: {ex.msg}") from ex
+    try:
+        return schema.model_validate(data, strict=strict)
+    except ValidationError as ex:
+        fields = ", ".join(f"{k}: {v.annotation.__name__}" for k, v in schema.model_fields.items())  # type: ignore[union-attr]
+        raise ValueError(f"wrong fields (need {fields}): {data!r:.200}") from ex
 
 
 _QUOTES = [('"', '"'), ("'", "'"), ("\u201c", "\u201d")]

@@ -1,12 +1,14 @@
-"""Lost in Conversation's sharded user (Laban et al. 2025; shared/notes/paper.md §3.2).
+"""Lost in Conversation's sharded user (Laban et al. 2025, arXiv 2505.06120; LiC `user_agent.py`,
+`simulator_sharded.py` at ba6b9a2; docs/lic.md).
 
 LiC's SHARDED loop, followed exactly:
 1. Before each new user turn: if every shard is revealed, stop (-> `EndReason.ALL_SHARDS_REVEALED`). That is the
    only stop rule the user side has; a turn revealing nothing (`shard_id` -1) does not move toward it. (The solver
    adds `max_turns`, which LiC lacks.)
 2. Turn 1 sends shard 1 (the lowest `shard_id`, always the high-level ask) verbatim, with no model call.
-3. Later turns: the user LLM sees the conversation as `[role] text` lines plus the revealed and hidden shards
-   (`prompts/sharded_user.yaml`, LiC's user_agent prompt in our words) and answers JSON
+3. Later turns: the user LLM sees the conversation as `[role] text` lines plus the revealed and hidden shards,
+   both WITHOUT shard 1, as LiC lists only `shards[1:]` (`prompts/sharded_user.yaml`, LiC's user_agent prompt in
+   our words, with its rules and no others) and answers JSON
    `{"response": str, "shard_id": int}` revealing at most one hidden shard, rephrased (JSON mode, T=1.0).
    Unparseable JSON, a missing field, or a `shard_id` that is not a hidden shard -> `Rejection(BAD_JSON)` and a
    retry; after `max_retries` the next hidden shard is sent verbatim (`metadata.fallback`, `guardrails_exhausted`).
@@ -17,15 +19,15 @@ the solver's `stop_when` (LiC step 6).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from inspect_ai.model import ChatMessageUser, ResponseSchema
 from inspect_ai.util import json_schema
 from pydantic import BaseModel, Field
 
+from ..errors import ConfigError
 from ..turns import EndReason, Rejection, RejectReason, UserTurn
-from ._common import ConfiguredSimulator, ModelSettings, load_prompts, render
+from ._common import ConfiguredSimulator, ModelSettings, load_prompts, parse_json_object, render
 from .base import SimulationContext
 
 NO_SHARD = -1
@@ -56,7 +58,7 @@ class ShardedUser(ConfiguredSimulator[ShardedConfig]):
 
     async def next_turn(self, ctx: SimulationContext) -> UserTurn:
         if not ctx.shards:
-            raise ValueError(
+            raise ConfigError(
                 f"Sample {ctx.sample_id!r}: sharded_user needs sample metadata 'shards': a list of "
                 '{"shard_id": int, "shard": str} (Lost in Conversation schema).'
             )
@@ -107,9 +109,9 @@ class ShardedUser(ConfiguredSimulator[ShardedConfig]):
         conversation = "\n\n".join(
             render(prompts["conversation_line"], role=m.role, text=m.text) for m in ctx.user_view()
         )
-        by_id = {s.shard_id: s for s in ctx.shards}
-        revealed = [by_id[i].model_dump() for i in ctx.revealed if i in by_id]
-        hidden = [s.model_dump() for s in ctx.unrevealed]
+        rest = ctx.shards[1:]  # LiC lists neither shard 1 (the opening request) nor the turn-1 reveal
+        revealed = [s.model_dump() for s in rest if s.shard_id in ctx.revealed]
+        hidden = [s.model_dump() for s in rest if s.shard_id not in ctx.revealed]
         return render(
             prompts["prompt"],
             conversation=conversation,
@@ -118,25 +120,9 @@ class ShardedUser(ConfiguredSimulator[ShardedConfig]):
         )
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
 def parse_reply(raw: str, valid_ids: set[int]) -> ShardedReply:
     """Parse the user LLM's JSON; raise ValueError saying what is wrong (kept as the rejection's detail)."""
-    text = raw.strip()
-    if fenced := _FENCE.search(text):
-        text = fenced.group(1).strip()
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("no JSON object in the reply")
-    try:
-        data = json.loads(text[start : end + 1])
-    except json.JSONDecodeError as ex:
-        raise ValueError(f"invalid JSON: {ex.msg}") from ex
-    try:
-        reply = ShardedReply.model_validate(data)
-    except Exception as ex:
-        raise ValueError(f"wrong fields (need response: str, shard_id: int): {data!r:.200}") from ex
+    reply = parse_json_object(raw, ShardedReply)
     if not reply.response.strip():
         raise ValueError("empty response")
     if reply.shard_id != NO_SHARD and reply.shard_id not in valid_ids:
