@@ -1,4 +1,4 @@
-"""Judge scorers for simulation quality: role adherence, intent adherence, and intent coverage without shards.
+"""Judge scorers for simulation quality: role adherence, intent adherence, and intent coverage (shards: coverage.py).
 
 The paper classifies the simulated user's next turn with a GPT-4o judge (paper.md §2.6 metrics 5 and 6).
 Here the judge is whatever model is bound to the `judge` role (`--model-role judge=litellm/gpt-4o`, any
@@ -24,6 +24,7 @@ from inspect_ai.solver import TaskState
 
 from ..._inspect_compat import PrerequisiteError
 from ...simulators.base import SimulationContext
+from .coverage import DEFAULT_THRESHOLD, intent_coverage_pct, sample_shards, shard_coverage_score
 from .scorers import (
     NOT_APPLICABLE,
     _mean_metric,
@@ -228,37 +229,23 @@ def intent_adherence(judge: str | Model | None = None, probe: str | None = None)
     return _adherence_scorer("intent_adherence", judge, probe)
 
 
-def _shards(metadata: dict[str, Any]) -> list[int]:
-    shards = metadata.get("shards") or []
-    ids = []
-    for i, shard in enumerate(shards):
-        if not isinstance(shard, dict) or "shard_id" not in shard:
-            raise ValueError(
-                f"sample metadata shards[{i}] = {shard!r} is not a {{'shard_id': int, 'shard': str}} dict; "
-                "fix the dataset's `shards` field (Lost in Conversation schema)"
-            )
-        ids.append(int(shard["shard_id"]))
-    return ids
-
-
-@metric(scores="unreduced")
-def intent_coverage_pct() -> Metric:
-    """Intent coverage (paper.md §2.8, Table 3: GPT-4o-mini 86.6, GPT-4o 84.7, UserLM-8b 76.7), in percent:
-    mean share of the intent's information units the user revealed. With shards: revealed shard ids /
-    all shard ids (`Conversation.revealed_shards`); without: the judge's covered/total units estimate."""
-    return _mean_metric("coverage", 100.0)
-
-
 @scorer(metrics=[intent_coverage_pct(), judge_unparseable_pct()])
 def intent_coverage(
-    judge: str | Model | None = None, use_judge: bool = True, probe: str | None = None
+    judge: str | Model | None = None,
+    use_judge: bool = True,
+    probe: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Scorer:
-    """Share of the intent's information units the simulated user revealed (paper.md §2.8).
+    """Share of the intent's information units the simulated user revealed (arXiv 2510.06552 §4).
+
+    Samples with shards (`coverage.py`): the shard ids the simulator recorded, or, for simulators that record
+    none (`userlm`, prompted), the shard matcher. Samples without shards: the judge's estimate.
 
     Args:
         judge: Judge model for samples without shards. Default: the `judge` role.
         use_judge: Set False to skip samples without shards instead of calling a judge.
         probe: Score only samples whose metadata `probe` is this (others stay unscored).
+        threshold: The shard matcher's content-word share (docs/scoring.md).
     """
 
     async def score(state: TaskState, target: Target) -> Score | None:
@@ -266,15 +253,10 @@ def intent_coverage(
             return None
         conversation = read_conversation(state)
         intent = conversation_intent(state, conversation)
-        shard_ids = _shards(state.metadata or {})
+        shards = sample_shards(state.metadata or {})
         meta = {"group": group_key(state, intent)}
-        if shard_ids:
-            revealed = sorted(set(conversation.revealed_shards) & set(shard_ids))
-            return Score(
-                value={"coverage": len(revealed) / len(set(shard_ids)), "verdict": "shards"},
-                explanation=f"revealed shards {revealed} of {sorted(set(shard_ids))}",
-                metadata=meta,
-            )
+        if shards:
+            return shard_coverage_score(state, conversation, shards, threshold, meta)
         texts = [t.text or "" for t in sent_turns(conversation)]
         if not use_judge or not intent or not texts:
             why = "judge disabled" if not use_judge else "no intent" if not intent else "no user turns"
