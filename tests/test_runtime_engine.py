@@ -1,5 +1,6 @@
-"""Dynamic batching: per-request params in one batch, seeds that give the same text batched or alone, bounded
-batches and queue, out-of-memory splitting."""
+"""The engine through Inspect: per-request params in one batch, seeds that give the same text batched or alone,
+bounded batches and queue, out-of-memory back-off, one torch thread. Continuous batching itself (joining and
+leaving between steps) is in test_engine_batching.py; the sampler in test_engine_sampling.py."""
 
 from __future__ import annotations
 
@@ -102,21 +103,23 @@ async def test_per_request_params_and_usage(batched_and_alone) -> None:
 
 
 async def test_oom_splits_the_batch_and_retries(tiny_userlm_dir, tiny_userlm_model, monkeypatch) -> None:
+    """An out-of-memory error (injected: any forward over more than 2 rows) splits a joining group in halves and,
+    while decoding, sends the upper half of the rows back to the queue; the text is the same as without it."""
     model = tiny_userlm_model(tiny_userlm_dir, max_batch_size=8, max_wait_ms=50, max_queue=64)
     engine = model.api.engine
     convs, configs = conversations(8), mixed_configs(8)
     reference = await run(model, convs, configs)
 
-    real = engine.run_batch
+    real = engine.batch.forward
     seen: list[int] = []
 
-    def flaky(requests):
-        seen.append(len(requests))
-        if len(requests) > 2:
+    def flaky(ids, positions, mask):
+        seen.append(ids.shape[0])
+        if ids.shape[0] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
-        return real(requests)
+        return real(ids, positions, mask)
 
-    monkeypatch.setattr(engine, "run_batch", flaky)
+    monkeypatch.setattr(engine.batch, "forward", flaky)
     splits_before = engine.stats.oom_splits
     outs = await run(model, convs, configs)
     assert [o.completion for o in outs] == [o.completion for o in reference]
@@ -124,10 +127,10 @@ async def test_oom_splits_the_batch_and_retries(tiny_userlm_dir, tiny_userlm_mod
     assert max(seen) > 2 and min(seen) <= 2
 
     # a single request that still does not fit fails alone, with the OOM error
-    def always_oom(requests):
+    def always_oom(ids, positions, mask):
         raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
-    monkeypatch.setattr(engine, "run_batch", always_oom)
+    monkeypatch.setattr(engine.batch, "forward", always_oom)
     with pytest.raises(torch.OutOfMemoryError):
         await model.generate(convs[0], config=GenerateConfig(seed=1))
 
@@ -145,7 +148,8 @@ async def test_bounded_queue_and_batch_tokens(tiny_userlm_dir, tiny_userlm_model
 
 def test_model_loads_and_runs_on_the_single_torch_thread(tiny_userlm_dir) -> None:
     """Weights are loaded and run by one thread (runtime/torch_thread.py): two torch thread pools fighting over
-    the CPU made batched generation 2.7x slower."""
+    the CPU made batched generation 2.7x slower. (The engine calls the decoder and the LM head itself, so the spy
+    sits on the decoder's forward.)"""
     import threading
 
     from userlm_plugin.runtime.local import torch_thread
@@ -156,13 +160,14 @@ def test_model_loads_and_runs_on_the_single_torch_thread(tiny_userlm_dir) -> Non
 
     seen: list[str] = []
     loaded = load_userlm(str(tiny_userlm_dir), device="cpu")
-    original = loaded.model.forward
+    decoder = loaded.model.base_model
+    original = decoder.forward
 
     def spy(*args, **kwargs):
         seen.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    loaded.model.forward = spy
+    decoder.forward = spy
     try:
         engine = loaded.engine(EngineSettings())
         ids = loaded.tokenizer.encode("hello there", add_special_tokens=False)
@@ -173,6 +178,6 @@ def test_model_loads_and_runs_on_the_single_torch_thread(tiny_userlm_dir) -> Non
             )
         ).result()
     finally:
-        loaded.model.forward = original
+        decoder.forward = original
     assert seen and all(name.startswith("userlm-torch") for name in seen)
     assert not torch_thread.on_torch_thread()

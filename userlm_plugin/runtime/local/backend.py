@@ -11,7 +11,8 @@ from .loading import LoadedUserLM
 
 
 class LocalBackend:
-    """The in-process batching engine on a loaded model (per-row sampling with the bans as logit masks)."""
+    """The in-process continuous-batching engine on a loaded model (per-row sampling, the bans as logit masks, the
+    end-token logprob of each draft's first content position; engine.py, sampling.py)."""
 
     kind = "local"
 
@@ -46,6 +47,7 @@ class LocalBackend:
             batch_size=result.batch_size,
             queued_s=result.queued_s,
             generate_s=result.generate_s,
+            end_logprob=result.end_logprob,
         )
 
     def should_retry(self, ex: Exception) -> bool:
