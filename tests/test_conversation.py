@@ -15,7 +15,7 @@ import pytest
 from inspect_ai import Task, eval
 from inspect_ai.agent import Agent, AgentState, agent
 from inspect_ai.dataset import Sample
-from inspect_ai.log import EvalLog, EvalSample
+from inspect_ai.log import EvalLog, EvalSample, resolve_sample_attachments
 from inspect_ai.model import (
     ChatMessage,
     ChatMessageSystem,
@@ -28,6 +28,7 @@ from inspect_ai.solver import Solver, TaskState, use_tools
 from inspect_ai.tool import Tool, tool
 
 from userlm_plugin import END_CONVERSATION, SimulationContext, UserTurn, scripted_user, simulated_user
+from userlm_plugin.errors import UsageError
 from userlm_plugin.records import Conversation, conversation_from_store
 from userlm_plugin.simulators import load_simulator
 from userlm_plugin.turns import EndReason, StopReason
@@ -68,7 +69,7 @@ def run(
         **eval_args,
     )[0]
     assert log.samples, log.error
-    result = log.samples[0]
+    result = resolve_sample_attachments(log.samples[0])  # long event texts are stored as attachments
     return result, conversation_from_store(result.store), log
 
 
@@ -99,26 +100,25 @@ def test_turn_order_store_metadata_and_transcript(tmp_path: Path) -> None:
         "turns": None,
         "preset": "scripted",
     }
-    assert sample.metadata["simulated_user"] == {
-        "simulator": "scripted",
+    summary = sample.metadata["simulated_user"]
+    assert summary == {
         "stop_reason": "user_ended",
         "end_reason": "script_exhausted",
         "user_turns": 4,
         "assistant_turns": 4,
-        "revealed_shards": [],
         "rejected_drafts": 0,
+        "guardrails_exhausted": 0,
+        "revealed_shards": [],
+        "simulator": "scripted",
     }
+    assert next(iter(summary)) == "stop_reason"  # why it stopped leads the summary
 
     spans = [e.name for e in sample.events if e.event == "span_begin" and e.type == "simulated_user"]
     assert spans == [f"user turn {i} (scripted)" for i in range(1, 6)]
+    # one readable (Markdown) info event per turn, and one for the stop
     infos = [e.data for e in sample.events if e.event == "info"]
-    assert infos[0] == {
-        "user_turn": 1,
-        "written_by": "scripted",
-        "text": TURNS[0],
-        "metadata": {"script_index": 0},
-    }
-    assert infos[-1]["conversation_stopped"]["stop_reason"] == "user_ended"
+    assert infos[0] == f"**User turn 1** by `scripted`\n\n> {TURNS[0]}\n\nscript_index: `0`"
+    assert infos[-1].startswith("**Conversation stopped**: `user_ended` (`script_exhausted`)")
 
 
 def test_input_user_message_dropped_when_no_system_prompt(tmp_path: Path) -> None:
@@ -159,8 +159,8 @@ def test_message_limit_aborts_loop_but_store_keeps_turns(tmp_path: Path) -> None
     )  # turn 3 was recorded; the limit fired on its answer
     assert [t.text for t in conv.turns] == TURNS[:3]
     assert sample.metadata["simulated_user"]["stop_reason"] == "limit"
-    stopped = [e.data for e in sample.events if e.event == "info" and "conversation_stopped" in e.data]
-    assert stopped and stopped[0]["limit"] == "message"
+    stopped = [e.data for e in sample.events if e.event == "info" and "Conversation stopped" in e.data]
+    assert stopped and "`limit`, message limit" in stopped[0]
 
 
 def _heavy_user_model(tokens: int) -> Any:
@@ -326,6 +326,9 @@ def test_preset_errors_surface_when_solver_is_built(tmp_path: Path) -> None:
         simulated_user("userlmm")
     with pytest.raises(ValueError, match="max_turns must be at least 1"):
         simulated_user("scripted", max_turns=0)
+    # task-build-time mistakes are UsageErrors: Inspect prints them as one line, before any model loads
+    with pytest.raises(UsageError, match=r"Unknown simulator 'userlmm'.* Did you mean 'userlm'\?"):
+        simulated_user("userlmm")
 
 
 def test_yaml_preset_path(tmp_path: Path) -> None:
@@ -369,5 +372,62 @@ def test_time_limit_cancellation_is_recorded_as_limit(tmp_path: Path) -> None:
     )
     assert sample.limit is not None and sample.limit.type == "time"
     assert conv.stop_reason == StopReason.LIMIT and 1 <= conv.user_turns < 10
-    stopped = [e.data for e in sample.events if e.event == "info" and "conversation_stopped" in e.data]
-    assert stopped and stopped[0]["limit"] == "time"
+    stopped = [e.data for e in sample.events if e.event == "info" and "Conversation stopped" in e.data]
+    assert stopped and "`limit`, time limit" in stopped[0]
+
+
+def test_missing_user_role_is_announced_and_the_call_is_labelled_user(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No `--model-role user=...`: the prompted simulator falls back to the model under test, says so once in
+    the log (warning) and in the sample's transcript, and its calls still carry the `user` role (the viewer
+    titles them "Model Call (user)" and `role_usage` counts them under `user`)."""
+    import userlm_plugin.simulators._common as common
+
+    common._announced_roles.discard("user")
+
+    def reply(input: list[ChatMessage], tools: Any, tool_choice: Any, config: GenerateConfig) -> ModelOutput:
+        if (
+            input[0].role == "system"
+        ):  # the simulator's role-flipped chat (the assistant gets no system prompt)
+            return out(END_CONVERSATION if any(m.role == "assistant" for m in input) else "trip to algeria?")
+        return out("a plan for three days")
+
+    model = get_model("mockllm/model", custom_outputs=reply, memoize=False)
+    with caplog.at_level("WARNING"):
+        sample, conv, _ = run(tmp_path, simulated_user("prompted", max_turns=3), assistant=model)
+    announced = "No `user` model role given: using mockllm/model (the model under test)"
+    assert any(announced in r.getMessage() for r in caplog.records)
+    infos = [e.data for e in sample.events if e.event == "info" and isinstance(e.data, str)]
+    assert sum(announced in i for i in infos) == 1  # once per sample, not once per turn
+    user_calls = [e for e in sample.events if e.event == "model" and e.role == "user"]
+    assert len(user_calls) == 2 and conv.user_turns == 1  # turn 1, then the end
+    assert sample.role_usage["user"].total_tokens == 2 * 10
+
+
+def test_each_turn_gets_a_fresh_context(tmp_path: Path) -> None:
+    seen: list[SimulationContext] = []
+
+    class Keeper:
+        name = "keeper"
+
+        async def next_turn(self, ctx: SimulationContext) -> UserTurn:
+            seen.append(ctx)
+            return UserTurn(text=f"turn {ctx.turn}") if ctx.turn < 3 else UserTurn.end(EndReason.END_TOKEN)
+
+    run(tmp_path, simulated_user(Keeper()))
+    assert [c.turn for c in seen] == [1, 2, 3]
+    assert len({id(c) for c in seen}) == 3 and [len(c.messages) for c in seen] == [0, 2, 4]
+    with pytest.raises(AttributeError):  # frozen: a simulator cannot change what the next turn sees
+        seen[0].turn = 5  # type: ignore[misc]
+
+
+def test_every_turn_moves_the_display_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import userlm_plugin.recorder as recorder
+
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(recorder, "display_counter", lambda caption, value: shown.append((caption, value)))
+    run(tmp_path, simulated_user("scripted", max_turns=3))
+    assert [c for c, _ in shown] == ["simulated user turns"] * 3
+    values = [int(v) for _, v in shown]
+    assert values == list(range(values[0], values[0] + 3))  # a running count, one step per turn

@@ -21,6 +21,7 @@ from inspect_ai.model import (
 from inspect_ai.scorer import SampleScore, Target
 from inspect_ai.solver import TaskState
 
+from userlm_plugin.recorder import ConversationRecorder
 from userlm_plugin.records import Conversation
 from userlm_plugin.scoring.quality import judges
 from userlm_plugin.scoring.quality import scorers as quality
@@ -49,18 +50,17 @@ def make_state(
         messages=messages,
         metadata={"intent": intent, **(metadata or {})},
     )
-    conv = state.store_as(Conversation)
-    conv.intent = intent
+    recorder = ConversationRecorder(state.store, "test", intent=intent)
     for i, text in enumerate(turns, start=1):
         if text is None:
-            conv.add_turn(TurnRecord(index=i, simulator="test", end_reason=EndReason.END_TOKEN))
-            conv.end_reason = EndReason.END_TOKEN
+            recorder.user_turn(TurnRecord(index=i, simulator="test", end_reason=EndReason.END_TOKEN))
         else:
-            conv.add_turn(TurnRecord(index=i, simulator="test", text=text))
+            recorder.user_turn(TurnRecord(index=i, simulator="test", text=text))
             state.messages.append(ChatMessageUser(content=text))
             state.messages.append(ChatMessageAssistant(content="ok"))
     for record in records or []:
-        conv.add_turn(record)
+        recorder.user_turn(record)
+    conv = state.store_as(Conversation)
     if revealed is not None:
         conv.revealed_shards = revealed
     conv.stop_reason = stop or (
@@ -216,11 +216,11 @@ def probe_state(turn: str | None, probe: str = "role") -> TaskState:
             "intent": "You are a user chatting with an assistant language model to learn where penguins live"
         },
     )
-    conv = state.store_as(Conversation)
+    recorder = ConversationRecorder(state.store, "t")
     if turn is None:
-        conv.add_turn(TurnRecord(index=2, simulator="t", end_reason=EndReason.END_TOKEN))
+        recorder.user_turn(TurnRecord(index=2, simulator="t", end_reason=EndReason.END_TOKEN))
     else:
-        conv.add_turn(TurnRecord(index=2, simulator="t", text=turn))
+        recorder.user_turn(TurnRecord(index=2, simulator="t", text=turn))
         state.messages.append(ChatMessageUser(content=turn))
     return state
 

@@ -4,13 +4,15 @@ import json
 
 from inspect_ai.util import Store
 
+from userlm_plugin.recorder import ConversationRecorder
 from userlm_plugin.records import Conversation, conversation_from_store
 from userlm_plugin.turns import EndReason, Rejection, RejectReason, StopReason, TurnRecord
 
 
 def test_conversation_round_trips_through_log_json() -> None:
-    live = Conversation(store=Store())
-    live.add_turn(
+    store = Store()
+    recorder = ConversationRecorder(store, "userlm")
+    recorder.user_turn(
         TurnRecord(
             index=1,
             simulator="userlm",
@@ -19,9 +21,9 @@ def test_conversation_round_trips_through_log_json() -> None:
             rejected=[Rejection(text="I can help", reason=RejectReason.TOO_SHORT)],
         )
     )
-    live.add_turn(TurnRecord(index=2, simulator="userlm", end_reason=EndReason.END_TOKEN))
-    live.stop_reason = StopReason.USER_ENDED
-    live.end_reason = EndReason.END_TOKEN
+    recorder.user_turn(TurnRecord(index=2, simulator="userlm", end_reason=EndReason.END_TOKEN))
+    recorder.stop(StopReason.USER_ENDED)
+    live = Conversation(store=store)
     as_logged = json.loads(json.dumps(dict(live.store.items()), default=lambda o: o.model_dump(mode="json")))
 
     back = conversation_from_store(as_logged)

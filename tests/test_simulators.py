@@ -19,6 +19,7 @@ from inspect_ai.log import EvalLog, EvalSample
 from inspect_ai.model import ChatMessage, GenerateConfig, ModelOutput, ModelUsage, get_model
 
 from userlm_plugin import END_CONVERSATION, simulated_user
+from userlm_plugin.errors import ConfigError
 from userlm_plugin.records import Conversation, conversation_from_store
 from userlm_plugin.simulators import PRESETS, Shard, SimulationContext, load_simulator, scripted_user
 from userlm_plugin.simulators._common import clean_draft, derive_seed, intent_goal
@@ -540,5 +541,34 @@ def test_yaml_preset_files(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="must hold a mapping, got list"):
         load_simulator(str(not_mapping))
 
-    with pytest.raises(FileNotFoundError, match="Simulator preset file not found: missing.yaml"):
+    with pytest.raises(ConfigError, match="Simulator preset file not found: missing.yaml"):
         load_simulator("missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("factory", "config"),
+    [
+        ("userlm_plugin.simulators.userlm:userlm_user", "UserLMConfig"),
+        ("userlm_plugin.simulators.prompted:prompted_user", "PromptedConfig"),
+        ("userlm_plugin.simulators.scripted:scripted_user", "ScriptedConfig"),
+        ("userlm_plugin.simulators.replay:replay_user", "ReplayConfig"),
+        ("userlm_plugin.simulators.sharded:sharded_user", "ShardedConfig"),
+    ],
+)
+def test_factories_take_exactly_their_config_fields(factory: str, config: str) -> None:
+    """Each factory passes `**locals()` to its config, so its parameters must be the config's fields with the
+    config's defaults: a setting is defined once, and a drift fails here rather than in a user's run."""
+    import importlib
+    import inspect
+
+    module_name, name = factory.split(":")
+    module = importlib.import_module(module_name)
+    params = inspect.signature(getattr(module, name)).parameters
+    fields = getattr(module, config).model_fields
+    assert set(params) == set(fields), (sorted(params), sorted(fields))
+    for key, param in params.items():
+        field = fields[key]
+        if field.is_required():
+            assert param.default is inspect.Parameter.empty, key
+        else:
+            assert param.default == field.get_default(call_default_factory=True), key

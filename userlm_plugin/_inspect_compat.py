@@ -52,6 +52,18 @@ def load_tasks(specs: list[str], task_args: dict[str, Any]) -> list[Any]:
     return _load(specs, task_args=task_args)
 
 
+def set_task_display_name(task: Any, display_name: str) -> None:
+    """Give an existing `Task` a display name (`task_with` has no parameter for it; Task keeps it private)."""
+    task._display_name = display_name
+
+
+def task_function(name: str) -> Any | None:
+    """The registered `@task` function called `name` (plugins' entry points loaded first), else None."""
+    from inspect_ai._util.registry import registry_lookup
+
+    return registry_lookup("task", name)
+
+
 def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
     """Attach a `ModelCall` to the model event being recorded (for providers that report calls themselves)."""
     from inspect_ai.log._samples import set_active_model_event_call as _set
@@ -72,6 +84,8 @@ __all__ = [
     "resolve_task_args",
     "sample_state",
     "set_active_model_event_call",
+    "set_task_display_name",
     "task_all_params_attr",
+    "task_function",
     "task_registered_name",
 ]

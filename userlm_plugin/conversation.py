@@ -3,17 +3,17 @@
 The sample transcript *is* the conversation, so ordinary Inspect scorers keep working on it. Everything about the
 simulation goes to the log as it happens:
 - each user turn runs in a transcript span "user turn N (<simulator>)" (type `simulated_user`) holding the
-  simulator's model calls and an info event with who wrote the turn and why (rejected drafts, retries, guardrail
-  decisions);
+  simulator's model calls (labelled with their model role, "Model Call (user)") and a Markdown info event with
+  who wrote the turn, the rejected drafts and why, and whether the guardrails gave up;
 - each user message carries `metadata={"simulator", "turn", "shard_id"}`;
-- the `Conversation` store record (records.py) is rewritten after every turn, so a limit that aborts the loop
-  loses nothing; a final info event and `state.metadata["simulated_user"]` (shown in the viewer's sample header)
-  say why the conversation stopped. Message/token/turn/cost limits raise `LimitExceededError`; time and working
+- `recorder.ConversationRecorder` rewrites the `Conversation` store record (records.py) after every turn, so a
+  limit that aborts the loop loses nothing; a final info event and `state.metadata["simulated_user"]` say why
+  the conversation stopped. Message/token/turn/cost limits raise `LimitExceededError`; time and working
   limits cancel the solver (recognised by the expired limit). Both are recorded as `StopReason.LIMIT` and
   re-raised, so Inspect records the limit (`EvalSample.limit`) and still scores the sample.
 
 The simulator's model calls run under `suspend_token_limit()` / `suspend_turn_limit()`, so they never count
-against the assistant's token and turn limits (notes G6); they still show in `role_usage` under their role.
+against the assistant's token and turn limits (docs/inspect.md); they still show in `role_usage` under their role.
 `message_limit` counts every message, user turns included (Inspect has no way to suspend it).
 """
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 from inspect_ai.agent import Agent, AgentState
-from inspect_ai.log import transcript
 from inspect_ai.model import ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import (
@@ -38,13 +38,14 @@ from inspect_ai.util import (
 )
 from pydantic import ValidationError
 
-from .records import Conversation, tally_turn
+from .errors import ConfigError, UsageError
+from .recorder import SUMMARY_KEY, ConversationRecorder
 from .simulators.base import Shard, SimulationContext, Simulator
 from .simulators.presets import load_simulator
-from .turns import EndReason, StopReason, TurnRecord, UserTurn
+from .turns import StopReason, TurnRecord, UserTurn
 
-METADATA_KEY = "simulated_user"
-"""`state.metadata` key of the conversation summary (simulator, stop reason, turn counts)."""
+METADATA_KEY = SUMMARY_KEY
+"""`state.metadata` key of the conversation summary (stop reason, turn counts, guardrail activity, simulator)."""
 
 StopWhen = Callable[[TaskState], bool | Awaitable[bool]]
 
@@ -71,22 +72,28 @@ def simulated_user(
             correct answer, as Lost in Conversation does).
         assistant: An Inspect `Agent` that answers each user turn. Default: `generate` (the `--model` under test).
         intent: The user's intent for every sample. Default: sample metadata `intent`.
+
+    Raises:
+        UsageError: a bad simulator spec or `max_turns` (raised while the task is built, before any model loads).
     """
-    if max_turns < 1:
-        raise ValueError(f"simulated_user: max_turns must be at least 1, got {max_turns}")
-    sim = load_simulator(simulator)
+    if not isinstance(max_turns, int) or max_turns < 1:
+        raise UsageError(f"simulated_user: max_turns must be at least 1, got {max_turns!r}")
+    try:
+        sim = load_simulator(simulator)
+    except ConfigError as ex:
+        raise UsageError(str(ex)) from ex
     sim_config = describe_simulator(sim, simulator)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        ctx = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
+        base = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
         state.messages = [m for m in state.messages if m.role == "system"]
-        record = _Recorder(state, sim.name, sim_config, ctx.intent)
+        record = ConversationRecorder.start(state, sim.name, sim_config, base.intent)
         try:
             while True:
                 if record.user_turns >= max_turns:
                     record.stop(StopReason.MAX_TURNS)
                     break
-                turn = await _user_turn(sim, ctx, state, record)
+                turn = await _user_turn(sim, base, state, record)
                 if turn.ended:
                     record.stop(StopReason.USER_ENDED)
                     break
@@ -117,11 +124,16 @@ def simulated_user(
     return solve
 
 
-async def _user_turn(sim: Simulator, ctx: SimulationContext, state: TaskState, record: _Recorder) -> UserTurn:
-    """Ask the simulator for the next turn (outside the assistant's token/turn budget) and record it."""
+async def _user_turn(
+    sim: Simulator, base: SimulationContext, state: TaskState, record: ConversationRecorder
+) -> UserTurn:
+    """Ask the simulator for the next turn (outside the assistant's token/turn budget) and record it.
+
+    Each turn gets its own `SimulationContext` (the transcript and revealed shards as they are now), so nothing a
+    simulator sees can leak from one turn into the next."""
     index = record.user_turns + 1
-    ctx.messages, ctx.turn, ctx.revealed = list(state.messages), index, list(record.revealed)
-    async with span(f"user turn {index} ({sim.name})", type="simulated_user"):
+    ctx = replace(base, messages=list(state.messages), turn=index, revealed=list(record.revealed))
+    async with record.turn_span(index):
         try:
             with suspend_token_limit(), suspend_turn_limit():
                 turn = await sim.next_turn(ctx)
@@ -130,80 +142,8 @@ async def _user_turn(sim: Simulator, ctx: SimulationContext, state: TaskState, r
         except Exception:
             record.stop(StopReason.SIMULATOR_ERROR)
             raise
-        details = record.user_turn(TurnRecord(index=index, simulator=sim.name, **dict(turn)))
-        transcript().info({"user_turn": index, "written_by": sim.name, **details}, source=sim.name)
+        record.user_turn(TurnRecord(index=index, simulator=sim.name, **dict(turn)))
     return turn
-
-
-class _Recorder:
-    """Keeps the sample's `Conversation` store record (and the `state.metadata` summary) current, turn by turn.
-
-    Reads come from a local mirror and changes are written straight to the record's store keys
-    (`Conversation:<field>`): going through the `StoreModel` re-validates the whole record, `turns` list included,
-    on every read and write, which would make each turn cost O(turns so far). The values written come from
-    validated `TurnRecord`s, so nothing unvalidated reaches the store.
-    """
-
-    def __init__(self, state: TaskState, simulator: str, config: dict[str, Any], intent: str) -> None:
-        self.state, self.simulator = state, simulator
-        self.turns: list[dict[str, Any]] = []
-        self.user_turns = self.assistant_turns = self.rejected = 0
-        self.revealed: list[int] = []
-        self.stop_reason: StopReason | None = None
-        self.end_reason: EndReason | None = None
-        conv = state.store_as(Conversation)  # writes the record's defaults into the store
-        conv.simulator, conv.simulator_config, conv.intent = simulator, config, intent
-        conv.turns, conv.user_turns, conv.assistant_turns, conv.revealed_shards = [], 0, 0, []
-        conv.stop_reason = conv.end_reason = None
-        self.store = state.store
-        self._summarize()
-
-    def _set(self, field: str, value: Any) -> None:
-        self.store.set(f"{Conversation.__name__}:{field}", value)
-
-    def user_turn(self, record: TurnRecord) -> dict[str, Any]:
-        """Record a simulated user turn; returns its non-default fields (for the transcript)."""
-        self.turns.append(record.model_dump(mode="json"))
-        self._set("turns", [*self.turns])
-        self.rejected += len(record.rejected)
-        user_turns, revealed = tally_turn(record, self.user_turns, self.revealed)
-        if user_turns != self.user_turns:
-            self.user_turns = user_turns
-            self._set("user_turns", self.user_turns)
-        if revealed is not self.revealed:
-            self.revealed = revealed
-            self._set("revealed_shards", [*self.revealed])
-        if record.end_reason is not None:
-            self.end_reason = record.end_reason
-            self._set("end_reason", self.end_reason)
-        self._summarize()
-        return record.model_dump(mode="json", exclude_defaults=True, exclude={"index", "simulator"})
-
-    def assistant_turn(self) -> None:
-        self.assistant_turns += 1
-        self._set("assistant_turns", self.assistant_turns)
-        self._summarize()
-
-    def stop(self, reason: StopReason, limit: str | None = None) -> None:
-        self.stop_reason = reason
-        self._set("stop_reason", reason)
-        summary = self._summarize()
-        transcript().info(
-            {"conversation_stopped": summary, **({"limit": limit} if limit else {})}, source=METADATA_KEY
-        )
-
-    def _summarize(self) -> dict[str, Any]:
-        summary = {
-            "simulator": self.simulator,
-            "stop_reason": self.stop_reason,
-            "end_reason": self.end_reason,
-            "user_turns": self.user_turns,
-            "assistant_turns": self.assistant_turns,
-            "revealed_shards": [*self.revealed],
-            "rejected_drafts": self.rejected,
-        }
-        self.state.metadata[METADATA_KEY] = summary
-        return summary
 
 
 async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent | None) -> TaskState:
@@ -227,16 +167,16 @@ def context_from_state(state: TaskState, intent: str | None, needs_intent: bool 
     if intent is None:
         intent = metadata.get("intent")
         if intent is None and needs_intent:
-            raise ValueError(
+            raise ConfigError(
                 f"{where} has no metadata 'intent': the simulated user needs to know what it wants. Add an "
                 "'intent' string to each sample's metadata (e.g. \"You are a user chatting with an assistant "
                 'language model to ...") or pass simulated_user(intent=...).'
             )
     if intent is not None and (not isinstance(intent, str) or (needs_intent and not intent.strip())):
-        raise ValueError(f"{where}: 'intent' must be a non-empty string, got {intent!r:.200}.")
+        raise ConfigError(f"{where}: 'intent' must be a non-empty string, got {intent!r:.200}.")
     raw_shards = metadata.get("shards") or []
     if not isinstance(raw_shards, list):
-        raise ValueError(
+        raise ConfigError(
             f"{where}: metadata 'shards' must be a list of {{shard_id: int, shard: str}}, got {raw_shards!r:.200}."
         )
     shards: list[Shard] = []
@@ -244,13 +184,13 @@ def context_from_state(state: TaskState, intent: str | None, needs_intent: bool 
         try:
             shards.append(Shard.model_validate(raw))
         except ValidationError as ex:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: metadata 'shards[{i}]' must be {{shard_id: int, shard: str}}, got {raw!r:.200} "
                 f"({ex.error_count()} error(s): {ex.errors()[0]['msg']})."
             ) from ex
     ids = [s.shard_id for s in shards]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{where}: metadata 'shards' has duplicate shard_id values: {ids}.")
+        raise ConfigError(f"{where}: metadata 'shards' has duplicate shard_id values: {ids}.")
     return SimulationContext(
         intent=intent or "",
         messages=[],
@@ -283,11 +223,13 @@ async def _check(stop_when: StopWhen, state: TaskState) -> bool:
 
 def describe_simulator(sim: Simulator, spec: object = None) -> dict[str, Any]:
     """What `Conversation.simulator_config` records: the simulator's `describe()` (else just its name), plus
-    `preset` when `spec` named a preset or a preset file."""
+    `preset` when `spec` (or, for a simulator object, the spec `load_simulator` built it from) named a preset or a
+    preset file."""
     describe = getattr(sim, "describe", None)
     config: dict[str, Any] = describe() if callable(describe) else {"simulator": sim.name}
-    if isinstance(spec, str | Path):
-        config["preset"] = str(spec)
+    preset = spec if isinstance(spec, str | Path) else getattr(sim, "preset", None)
+    if preset is not None:
+        config["preset"] = str(preset)
     return config
 
 

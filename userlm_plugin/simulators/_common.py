@@ -3,20 +3,23 @@
 Kept apart from the simulators so each of them stays one readable policy (who says what next), and so every
 model-backed simulator calls its model the same way: through a model *role* (`user` by default, so
 `--model-role user=...` picks the model), with its own sampling settings (Inspect's `--temperature` etc. only reach
-the model under test; shared/notes/inspect_litellm.md G3), and with a per-sample/epoch/turn seed when one is set.
+the model under test; docs/inspect.md), and with a per-sample/epoch/turn seed when one is set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from functools import cache
 from importlib import resources
 from typing import Any, Generic, TypeVar
+from weakref import WeakSet
 
 import yaml
-from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelOutput, get_model
+from inspect_ai.log import transcript
+from inspect_ai.model import ChatMessage, GenerateConfig, Model, ModelOutput, get_model, model_roles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .base import SimulationContext
@@ -24,7 +27,7 @@ from .base import SimulationContext
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 USERLM_INTENT_PREFIX = "You are a user chatting with an assistant language model to"
-"""How every UserLM training intent starts (paper.md §2.2). Prompted baselines want the goal after it."""
+"""How every UserLM training intent starts (arXiv 2510.06552 §2.2; docs/userlm.md). Prompted baselines want the goal after it."""
 
 
 @cache
@@ -108,7 +111,7 @@ def derive_seed(base: int, ctx: SimulationContext, attempt: int = 0) -> int:
 
 
 def eval_seed() -> int | None:
-    """The eval's `--seed`, if set. Role models never receive it (G3), so simulators derive theirs from it."""
+    """The eval's `--seed`, if set. Role models never receive it (docs/inspect.md), so simulators derive theirs from it."""
     from .._inspect_compat import active_generate_config
 
     return active_generate_config().seed
@@ -118,10 +121,14 @@ class ConfiguredSimulator(Generic[ConfigT]):
     """Base of the simulators built from a pydantic settings model (their preset schema).
 
     Holds the settings and describes the simulator as `{"simulator": name, **settings}`, the record the solver logs
-    as `Conversation.simulator_config`, so every simulator's log entry has the same form.
+    as `Conversation.simulator_config`, so every simulator's log entry has the same form. Each simulator's factory
+    (`userlm_user(...)`, ...) takes exactly its config's fields, with the same defaults, and passes `**locals()`
+    to the config (tests/test_simulators.py checks that they agree), so a setting is defined once.
     """
 
     name: str
+    preset: str | None = None
+    """The preset name or file `load_simulator` built this simulator from (logged in `simulator_config`)."""
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
@@ -146,7 +153,17 @@ class ModelSettings(BaseModel):
     """Base seed; per-turn seeds are derived from it (or from the eval's `--seed` when this is None)."""
 
     def get_model(self) -> Model:
-        return get_model(role=self.role, default=self.model)
+        """The model bound to `role`; when none is, `model` (else the model under test), announced once per
+        process as a warning and once per sample in the transcript, so a forgotten `--model-role` is never
+        silent. The fallback is still labelled with the role, so its calls show as "Model Call (user)" and
+        count under `role_usage`, not as the assistant's."""
+        bound = model_roles().get(self.role)
+        if bound is not None:
+            return get_model(role=self.role)
+        fallback = self.model if self.model is not None else get_model()
+        model = get_model(role=self.role, default=fallback)
+        announce_fallback(self.role, str(model), under_test=self.model is None)
+        return model
 
     def generate_config(self, ctx: SimulationContext, attempt: int = 0, **extra: Any) -> GenerateConfig:
         base = self.seed if self.seed is not None else eval_seed()
@@ -168,6 +185,28 @@ class ModelSettings(BaseModel):
         config = self.generate_config(ctx, attempt, **extra)
         output = await model.generate(messages, config=config)
         return output, call_facts(model, config)
+
+
+_announced_roles: set[str] = set()
+_announced_transcripts: WeakSet[Any] = WeakSet()
+logger = logging.getLogger(__name__)
+
+
+def announce_fallback(role: str, model: str, under_test: bool) -> None:
+    """Say that role `role` is unbound and `model` plays it: a warning once per process, an info event once per
+    sample transcript."""
+    who = "the model under test" if under_test else "the simulator's default"
+    message = (
+        f"No `{role}` model role given: using {model} ({who}) for the simulated user. "
+        f"Bind one with --model-role {role}=<model>."
+    )
+    if role not in _announced_roles:
+        _announced_roles.add(role)
+        logger.warning(message)
+    current = transcript()
+    if current not in _announced_transcripts:
+        _announced_transcripts.add(current)
+        current.info(message, source="simulated_user")
 
 
 def call_facts(model: Model, config: GenerateConfig) -> dict[str, Any]:

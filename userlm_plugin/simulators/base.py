@@ -23,9 +23,12 @@ class Shard(BaseModel):
     shard: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimulationContext:
-    """Everything a simulator may look at when writing user turn number `turn`."""
+    """Everything a simulator may look at when writing user turn number `turn`.
+
+    Frozen, and made afresh for every turn (`dataclasses.replace`), so nothing a simulator sees carries over from
+    one turn to the next except what the conversation itself holds."""
 
     intent: str
     """What the user wants (sample metadata `intent`): the User LM's system message."""
@@ -49,7 +52,7 @@ class SimulationContext:
 
         Drops system prompts, tool calls, tool results and reasoning blocks; coalesces consecutive
         same-role messages (an assistant tool loop shows as one reply) and drops empty ones (UserLM was
-        trained on strictly alternating WildChat turns, paper.md §1.3).
+        trained on strictly alternating WildChat turns: arXiv 2510.06552 §2.2, docs/userlm.md).
         """
         view: list[ChatMessage] = []
         for message in self.messages:

@@ -15,6 +15,7 @@ names it and lists the allowed keys, so a typo never silently falls back to a de
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .._paths import resolve_user_path
+from ..errors import ConfigError
 from .base import Simulator
 from .prompted import PromptedConfig, PromptedUser
 from .replay import ReplayConfig, ReplayUser
@@ -71,21 +73,28 @@ def load_simulator(spec: str | Path | dict[str, Any] | Simulator) -> Simulator:
     """
     if isinstance(spec, Simulator):
         return spec
-    if isinstance(spec, Path):
-        return simulator_from_dict(_read_yaml(spec), source=str(spec))
-    if isinstance(spec, str):
-        if spec in PRESETS:
-            return simulator_from_dict({"simulator": spec}, source=spec)
-        if spec.endswith((".yaml", ".yml")) or resolve_user_path(spec).is_file():
-            return simulator_from_dict(_read_yaml(resolve_user_path(spec)), source=spec)
-        raise ValueError(
-            f"Unknown simulator {spec!r}. Use a preset name ({_names()}) or the path of a YAML preset file."
-        )
     if isinstance(spec, dict):
         return simulator_from_dict(spec, source="simulator settings")
-    raise TypeError(
-        f"simulator must be a preset name, a YAML path, a dict or a Simulator object, got {type(spec).__name__}"
-    )
+    if isinstance(spec, str) and spec in PRESETS:
+        sim = simulator_from_dict({"simulator": spec}, source=spec)
+    elif isinstance(spec, Path) or (
+        isinstance(spec, str) and (spec.endswith((".yaml", ".yml")) or resolve_user_path(spec).is_file())
+    ):
+        sim = simulator_from_dict(_read_yaml(resolve_user_path(spec)), source=str(spec))
+    elif isinstance(spec, str):
+        close = difflib.get_close_matches(spec, PRESETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"Unknown simulator {spec!r}. Use a preset name ({_names()}) or the path of a YAML preset file.{hint}"
+        )
+    else:
+        raise ConfigError(
+            "simulator must be a preset name, a YAML path, a dict or a Simulator object, "
+            f"got {type(spec).__name__}"
+        )
+    if hasattr(sim, "preset"):
+        sim.preset = str(spec)  # type: ignore[attr-defined]
+    return sim
 
 
 def simulator_from_dict(settings: dict[str, Any], source: str = "simulator settings") -> Simulator:
@@ -93,14 +102,14 @@ def simulator_from_dict(settings: dict[str, Any], source: str = "simulator setti
     settings = dict(settings)
     name = settings.pop("simulator", None)
     if name is None:
-        raise ValueError(f"{source}: missing key 'simulator' (one of: {_names()}).")
+        raise ConfigError(f"{source}: missing key 'simulator' (one of: {_names()}).")
     if name not in PRESETS:
-        raise ValueError(f"{source}: unknown simulator {name!r}. Valid names: {_names()}.")
+        raise ConfigError(f"{source}: unknown simulator {name!r}. Valid names: {_names()}.")
     preset = PRESETS[name]
     allowed = ["simulator", *preset.schema.model_fields]
     unknown = [key for key in settings if key not in preset.schema.model_fields]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: unknown key(s) {', '.join(map(repr, unknown))} for simulator {name!r}. "
             f"Allowed keys: {', '.join(allowed)}."
         )
@@ -110,16 +119,16 @@ def simulator_from_dict(settings: dict[str, Any], source: str = "simulator setti
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in ex.errors(include_url=False)
         )
-        raise ValueError(f"{source}: invalid settings for simulator {name!r}: {problems}") from ex
+        raise ConfigError(f"{source}: invalid settings for simulator {name!r}: {problems}") from ex
     return preset.build(config)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"Simulator preset file not found: {path} (cwd: {Path.cwd()})")
+        raise ConfigError(f"Simulator preset file not found: {path} (cwd: {Path.cwd()})")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a simulator preset file must hold a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path}: a simulator preset file must hold a mapping, got {type(data).__name__}")
     return data
 
 

@@ -157,16 +157,4 @@ def prompted_user(
         max_retries: Resamples when a draft breaks role (or ends the conversation on turn 1).
         detect_role_breaks: Check drafts against `prompts/role_break.yaml`.
     """
-    return PromptedUser(
-        PromptedConfig(
-            style=style,
-            role=role,
-            model=model,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=seed,
-            max_retries=max_retries,
-            detect_role_breaks=detect_role_breaks,
-        )
-    )
+    return PromptedUser(PromptedConfig(**locals()))

@@ -176,4 +176,4 @@ def replay_user(log: str | Path, on_missing: OnMissing = "error", match_epoch: b
         on_missing: What to do for a sample/epoch the log lacks: "error" (default) or "end" at once.
         match_epoch: Replay epoch e's turns at epoch e (default); False: the sample's first recorded epoch.
     """
-    return ReplayUser(ReplayConfig(log=str(log), on_missing=on_missing, match_epoch=match_epoch))
+    return ReplayUser(ReplayConfig(**{**locals(), "log": str(log)}))

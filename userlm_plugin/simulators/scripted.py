@@ -65,4 +65,4 @@ def scripted_user(turns: list[str] | None = None) -> ScriptedUser:
         turns: The user turns, the same for every sample. None: each sample's metadata `turns` (a list of
             strings), or else its metadata `shards`, revealed verbatim in `shard_id` order, one per turn.
     """
-    return ScriptedUser(ScriptedConfig(turns=turns))
+    return ScriptedUser(ScriptedConfig(**locals()))

@@ -120,14 +120,4 @@ def userlm_user(
         seed: Base seed; each sample/epoch/turn gets a seed derived from it (or from the eval's `--seed`).
         guardrails: Guardrail overrides passed to the `userlm/` provider via `extra_body={"userlm": ...}`.
     """
-    return UserLMUser(
-        UserLMConfig(
-            role=role,
-            model=model,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=seed,
-            guardrails=guardrails,
-        )
-    )
+    return UserLMUser(UserLMConfig(**locals()))

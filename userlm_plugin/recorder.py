@@ -1,0 +1,183 @@
+"""The one writer of a simulated conversation's record: `ConversationRecorder` (start / user turn / assistant turn /
+stop).
+
+Both the `simulated_user` solver and the simulator-quality probe record through it, so every log has the same
+store record, sample summary, span labels and transcript text, and there is one rule for what a turn record
+counts (a record with text is a sent user turn; its `shard_id` joins the revealed shards once).
+
+What it writes, as it happens:
+- the sample store's `Conversation` record (records.py), rewritten after every turn, so a limit that aborts the
+  loop loses nothing;
+- `state.metadata["simulated_user"]`, the conversation's summary, stop reason first (the viewer's sample header
+  and metadata tab show it);
+- a transcript span "user turn N (<simulator>)" (type `simulated_user`) per turn, and inside it a Markdown info
+  event saying who wrote the turn, the drafts the guardrails rejected and why, and whether they gave up
+  (`guardrails_exhausted`); a final info event says why the conversation stopped;
+- Inspect's task display counter "simulated user turns", so a long conversation shows progress before its
+  sample completes.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from inspect_ai.log import transcript
+from inspect_ai.solver import TaskState
+from inspect_ai.util import Store, display_counter, span
+
+from .records import Conversation
+from .turns import EndReason, StopReason, TurnRecord
+
+SUMMARY_KEY = "simulated_user"
+"""`state.metadata` key of the conversation summary (stop reason, turn counts, guardrail activity, simulator)."""
+
+PROGRESS_CAPTION = "simulated user turns"
+"""Caption of the task display counter that moves with every simulated user turn."""
+
+_turns_written = 0
+"""Simulated user turns recorded in this process (the display counter's value)."""
+
+
+class ConversationRecorder:
+    """Keeps a sample's `Conversation` record, its summary and its transcript current, turn by turn.
+
+    Reads come from a local mirror and changes go straight to the record's store keys (`Conversation:<field>`):
+    going through the `StoreModel` re-validates the whole record, `turns` list included, on every read and
+    write, which would make each turn cost O(turns so far). What is written comes from validated `TurnRecord`s.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        simulator: str,
+        config: dict[str, Any] | None = None,
+        intent: str = "",
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Start a record in `store` (a sample's store, or a bare `Store` outside a sample). `summary`: the
+        sample metadata dict that receives the summary under `SUMMARY_KEY` (None: no summary)."""
+        self.store, self.simulator, self._summary_target = store, simulator, summary
+        self.turns: list[dict[str, Any]] = []
+        self.user_turns = self.assistant_turns = self.rejected = self.exhausted = 0
+        self.revealed: list[int] = []
+        self.stop_reason: StopReason | None = None
+        self.end_reason: EndReason | None = None
+        conv = Conversation(store=store)  # writes the record's defaults into the store
+        conv.simulator, conv.simulator_config, conv.intent = simulator, dict(config or {}), intent
+        conv.turns, conv.user_turns, conv.assistant_turns, conv.revealed_shards = [], 0, 0, []
+        conv.stop_reason = conv.end_reason = None
+        self._summarize()
+
+    @classmethod
+    def start(
+        cls, state: TaskState, simulator: str, config: dict[str, Any], intent: str
+    ) -> ConversationRecorder:
+        """The recorder of a running sample: its store, with the summary in `state.metadata`."""
+        return cls(state.store, simulator, config, intent, summary=state.metadata)
+
+    def turn_span(self, index: int) -> AbstractAsyncContextManager[None]:
+        """The transcript span that holds user turn `index`: the simulator's model calls and the turn's event."""
+        return span(f"user turn {index} ({self.simulator})", type="simulated_user")
+
+    def user_turn(self, record: TurnRecord) -> None:
+        """Record one simulated user turn (sent, or the user's decision to end)."""
+        global _turns_written
+        self.turns.append(record.model_dump(mode="json"))
+        self._set("turns", [*self.turns])
+        self.rejected += len(record.rejected)
+        self.exhausted += int(record.guardrails_exhausted)
+        if record.text is not None:
+            self.user_turns += 1
+            self._set("user_turns", self.user_turns)
+        if record.shard_id is not None and record.shard_id not in self.revealed:
+            self.revealed = [*self.revealed, record.shard_id]
+            self._set("revealed_shards", [*self.revealed])
+        if record.end_reason is not None:
+            self.end_reason = record.end_reason
+            self._set("end_reason", self.end_reason)
+        self._summarize()
+        transcript().info(turn_markdown(record), source=record.simulator)
+        _turns_written += 1
+        display_counter(PROGRESS_CAPTION, str(_turns_written))
+
+    def assistant_turn(self) -> None:
+        self.assistant_turns += 1
+        self._set("assistant_turns", self.assistant_turns)
+        self._summarize()
+
+    def stop(self, reason: StopReason, limit: str | None = None) -> None:
+        """Record why the conversation stopped (`limit`: which Inspect limit, when one stopped it)."""
+        self.stop_reason = reason
+        self._set("stop_reason", reason)
+        summary = self._summarize()
+        if limit:
+            summary["limit"] = limit
+        transcript().info(stop_markdown(summary), source=SUMMARY_KEY)
+
+    def _set(self, field: str, value: Any) -> None:
+        self.store.set(f"{Conversation.__name__}:{field}", value)
+
+    def _summarize(self) -> dict[str, Any]:
+        summary = {
+            "stop_reason": self.stop_reason,
+            "end_reason": self.end_reason,
+            "user_turns": self.user_turns,
+            "assistant_turns": self.assistant_turns,
+            "rejected_drafts": self.rejected,
+            "guardrails_exhausted": self.exhausted,
+            "revealed_shards": [*self.revealed],
+            "simulator": self.simulator,
+        }
+        if self._summary_target is not None:
+            self._summary_target[SUMMARY_KEY] = summary
+        return summary
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def turn_markdown(record: TurnRecord) -> str:
+    """One turn as the transcript shows it: who wrote it, what was sent, every rejected draft and why."""
+    head = f"**User turn {record.index}** by `{record.simulator}`"
+    notes = []
+    if record.retries:
+        notes.append(f"{record.retries} resample(s)")
+    if record.guardrails_exhausted:
+        notes.append("**guardrails exhausted**: every draft was rejected, the best one was sent anyway")
+    if record.role_break:
+        notes.append("**role break**: the sent text still reads as an assistant reply")
+    if record.shard_id is not None:
+        notes.append(f"reveals shard {record.shard_id}")
+    lines = [head + (" · " + " · ".join(notes) if notes else "")]
+    if record.text is not None:
+        lines.append(f"> {_quote(record.text)}")
+    else:
+        lines.append(f"*The user ended the conversation* (`{record.end_reason}`).")
+    if record.rejected:
+        lines.append(f"Rejected drafts ({len(record.rejected)}):")
+        for i, draft in enumerate(record.rejected, 1):
+            why = f"`{draft.reason}`" + (f" ({draft.detail})" if draft.detail else "")
+            lines.append(f"{i}. {why}: “{_quote(draft.text, 200)}”")
+    facts = {k: v for k, v in record.metadata.items() if isinstance(v, str | int | float | bool)}
+    if facts:
+        lines.append(" · ".join(f"{k}: `{v}`" for k, v in facts.items()))
+    return "\n\n".join(lines)
+
+
+def stop_markdown(summary: dict[str, Any]) -> str:
+    """The conversation's end as the transcript shows it."""
+    why = f"`{summary['stop_reason']}`"
+    if summary.get("end_reason"):
+        why += f" (`{summary['end_reason']}`)"
+    if summary.get("limit"):
+        why += f", {summary['limit']} limit"
+    parts = [
+        f"**Conversation stopped**: {why}",
+        f"{summary['user_turns']} user turn(s), {summary['assistant_turns']} assistant turn(s), "
+        f"{summary['rejected_drafts']} rejected draft(s), guardrails exhausted on {summary['guardrails_exhausted']} "
+        f"turn(s); simulator `{summary['simulator']}`",
+    ]
+    return "\n\n".join(parts)
