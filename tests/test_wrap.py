@@ -72,7 +72,9 @@ def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def out(text: str, cost: float = 0.001) -> ModelOutput:
     output = ModelOutput.from_content("mockllm/model", text)
-    output.usage = ModelUsage(input_tokens=10, output_tokens=5, total_tokens=15, total_cost=cost)  # notes G4
+    output.usage = ModelUsage(
+        input_tokens=10, output_tokens=5, total_tokens=15, total_cost=cost
+    )  # mockllm needs a usage offline
     return output
 
 
@@ -270,3 +272,42 @@ def test_bad_arguments_name_the_field() -> None:
         with_simulated_user(task, max_turns=0)
     with pytest.raises(TypeError, match="task: expected an inspect_ai Task"):
         with_simulated_user("inspect_evals/gsm8k")  # type: ignore[arg-type]
+
+
+def test_simulate_rejects_unknown_task_args_by_name(offline_hub: None, tmp_path) -> None:
+    """`-T simulatr=prompted` must not reach the wrapped task (Inspect would only log and run the default)."""
+    from userlm_plugin.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"-T simulatr \(did you mean -T simulator\?\).*gsm8k takes fewshot"):
+        simulate(task="inspect_evals/gsm8k", simulatr="prompted")
+    with pytest.raises(UsageError, match=r"-T fewshots \(did you mean -T fewshot\?\)"):
+        simulate(task="inspect_evals/gsm8k", fewshots=0)
+    # a file task is checked too (after it is loaded: its parameters are known only then)
+    task_file = tmp_path / "one.py"
+    task_file.write_text(
+        "from inspect_ai import Task, task\nfrom inspect_ai.dataset import Sample\nfrom inspect_ai.solver import generate\n\n"
+        "@task\ndef one(n: int = 1):\n    return Task(dataset=[Sample(input='q')] * n, solver=generate())\n"
+    )
+    with pytest.raises(UsageError, match=r"-T max_turn \(did you mean -T max_turns\?\)"):
+        simulate(task=f"{task_file}@one", max_turn=3)
+    wrapped = simulate(task=f"{task_file}@one", n=2, simulator="scripted")
+    assert len(wrapped.dataset) == 2
+    # the other build-time mistakes are one-line UsageErrors too
+    with pytest.raises(UsageError, match="Unknown simulator 'userlmm'"):
+        simulate(task=f"{task_file}@one", simulator="userlmm")
+    with pytest.raises(UsageError, match="intent='prompts'"):
+        simulate(task=f"{task_file}@one", intent="prompts")
+    with pytest.raises(UsageError, match="-T task: name the task"):
+        simulate(task=" ")
+
+
+def test_default_setting_label_and_display_name_name_the_simulator() -> None:
+    task = Task(dataset=[Sample(input="q", target="a")], solver=generate(), scorer=match(), name="quiz")
+    wrapped = with_simulated_user(task, simulator="prompted")
+    assert wrapped.metadata[WRAP_METADATA_KEY]["setting"] == "prompted"
+    assert wrapped.display_name == "quiz · prompted"
+    assert {"simulator:prompted", "setting:prompted"} <= set(wrapped.tags or [])
+    labelled = with_simulated_user(
+        Task(dataset=[Sample(input="q")], solver=generate(), name="quiz"), simulator="userlm", setting="hard"
+    )
+    assert labelled.display_name == "quiz · hard (userlm)"

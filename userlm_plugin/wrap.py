@@ -11,7 +11,8 @@ message steps (`system_message`, `prompt_template`, `user_message`, `chain_of_th
 run first, exactly as in the single-turn eval. Then the text of the user message(s) they produced, the
 full instruction the single-turn assistant would have seen (e.g. gsm8k's "Solve the following math
 problem ... ANSWER: $ANSWER" template around the question), becomes the simulator's intent (sample
-metadata `intent`), the paper's "intent = the full instruction" (paper.md §3.4 FULL vs SHARDED).
+metadata `intent`), the paper's "intent = the full instruction" (Lost in Conversation's FULL setting;
+docs/lic.md).
 System messages (e.g. gsm8k's few-shot block) stay for the assistant; the user messages are dropped by
 `simulated_user`, because the simulated user writes turn 1. `state.input` is never touched, so scorers
 that read the original input still see it. Pass `intent="input"` to use the raw sample input instead,
@@ -24,6 +25,7 @@ the solver and why, instead of silently changing what the eval measures.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -32,7 +34,15 @@ from inspect_ai.model import ChatMessageUser
 from inspect_ai.solver import Generate, Solver, TaskState, chain, solver
 from inspect_ai.util import registry_info
 
-from ._inspect_compat import chain_steps, is_registry_object, registry_unqualified_name, task_registered_name
+from ._inspect_compat import (
+    chain_steps,
+    is_registry_object,
+    registry_unqualified_name,
+    set_task_display_name,
+    task_registered_name,
+)
+from ._paths import resolve_user_path
+from .errors import ConfigError, UsageError
 
 WRAP_METADATA_KEY = "userlm_wrap"
 """Key under the task metadata (so `log.eval.metadata`) describing what was wrapped and how."""
@@ -62,9 +72,10 @@ REFUSED_WHY: dict[str, str] = {
 """Known solvers we refuse, with the reason given to the user."""
 
 IntentSource = Literal["prompt", "input", "metadata"]
+INTENT_SOURCES: tuple[str, ...] = ("prompt", "input", "metadata")
 
 
-class UnwrappableTaskError(ValueError):
+class UnwrappableTaskError(UsageError):
     """The task's solver is not a plain message-steps-then-generate chain."""
 
 
@@ -130,7 +141,7 @@ def _user_text(state: TaskState) -> str:
             continue
         if not isinstance(message.content, str) and any(c.type != "text" for c in message.content):
             kinds = sorted({c.type for c in message.content if c.type != "text"})
-            raise ValueError(
+            raise ConfigError(
                 f"Sample {state.sample_id!r}: the user input has {kinds} content; a simulated user writes "
                 "text only, so this sample cannot become a simulated conversation. Filter such samples out."
             )
@@ -147,14 +158,14 @@ def set_intent(source: IntentSource = "prompt") -> Solver:
     single-turn assistant would have seen). `input`: the raw sample input. `metadata`: keep the
     sample's own metadata `intent` (error if missing).
     """
-    if source not in ("prompt", "input", "metadata"):
-        raise ValueError(f"intent={source!r}: use 'prompt', 'input' or 'metadata'.")
+    if source not in INTENT_SOURCES:
+        raise UsageError(f"intent={source!r}: use one of {', '.join(INTENT_SOURCES)}.")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         if source == "metadata":
             intent = state.metadata.get("intent")
             if not isinstance(intent, str) or not intent.strip():
-                raise ValueError(
+                raise ConfigError(
                     f"Sample {state.sample_id!r} has no metadata 'intent' (intent='metadata'); use "
                     "intent='prompt' to build it from the task's prompt."
                 )
@@ -163,7 +174,7 @@ def set_intent(source: IntentSource = "prompt") -> Solver:
         else:
             intent = _user_text(state)
         if not intent.strip():
-            raise ValueError(f"Sample {state.sample_id!r}: the intent built from {source!r} is empty.")
+            raise ConfigError(f"Sample {state.sample_id!r}: the intent built from {source!r} is empty.")
         state.metadata["intent"] = intent
         state.metadata["intent_source"] = source
         return state
@@ -199,16 +210,25 @@ def with_simulated_user(
         user_model: Optional model for role `user` (e.g. "litellm/openai/gpt-4o-mini"), merged into the
             task's model_roles; `--model-role user=...` on the CLI still overrides it.
         allow: Extra registered solver names you vouch only shape messages (see `plan_message_steps`).
-        setting: Label recorded in the task metadata for reports (default "simulated").
+        setting: Label `userlm-plugin compare` groups runs by (recorded in the task metadata). Default: the
+            simulator's name (`userlm`, `prompted`, ...), so runs with different simulators never share a row.
         **solver_args: Further `simulated_user` arguments (e.g. `stop_when`, `assistant`).
     """
-    from . import simulated_user  # lazy: the solver module may import heavier simulator code
+    from .conversation import simulated_user  # lazy: the solver module may import heavier simulator code
+    from .simulators.presets import load_simulator
 
     if not isinstance(task, Task):
         raise TypeError(f"task: expected an inspect_ai Task, got {type(task).__name__}.")
     if not isinstance(max_turns, int) or max_turns < 1:
-        raise ValueError(f"max_turns={max_turns!r}: must be a positive integer.")
+        raise UsageError(f"max_turns={max_turns!r}: must be a positive integer.")
+    if intent not in INTENT_SOURCES:
+        raise UsageError(f"intent={intent!r}: use one of {', '.join(INTENT_SOURCES)}.")
     pre_steps = plan_message_steps(task, allow=allow)
+    try:
+        sim = load_simulator(simulator)
+    except ConfigError as ex:
+        raise UsageError(str(ex)) from ex
+    label = setting or sim.name
     original = task.name
     short = (
         registry_unqualified_name(task)
@@ -225,19 +245,23 @@ def with_simulated_user(
         "max_turns": max_turns,
         "intent_source": intent,
         "message_steps": [_step_name(s) for s in pre_steps],
-        "setting": setting or "simulated",
+        "setting": label,
     }
-    return task_with(
+    wrapped = task_with(
         task,
         solver=chain(
             *pre_steps,
             set_intent(intent),
-            simulated_user(simulator=simulator, max_turns=max_turns, **solver_args),
+            simulated_user(simulator=sim, max_turns=max_turns, **solver_args),
         ),
         model_roles=roles or None,
         name=f"{short}{WRAPPED_SUFFIX}",
+        tags=[*(task.tags or []), "simulated_user", f"simulator:{sim.name}", f"setting:{label}"],
         metadata={**(task.metadata or {}), WRAP_METADATA_KEY: wrap_info},
     )
+    # the viewer's task column: the setting beside the task, not a cut-off task_args column
+    set_task_display_name(wrapped, f"{short} · {label}" + (f" ({sim.name})" if label != sim.name else ""))
+    return wrapped
 
 
 def _task_args(task_: Task) -> dict[str, Any]:
@@ -257,10 +281,55 @@ def _load_task(spec: str, task_args: dict[str, Any]) -> Task:
 
     tasks = load_tasks([spec], task_args)
     if len(tasks) != 1:
-        raise ValueError(
-            f"task={spec!r} resolved to {len(tasks)} tasks; name exactly one (e.g. 'file.py@task_name')."
+        raise UsageError(
+            f"-T task={spec!r} resolved to {len(tasks)} tasks; name exactly one (e.g. 'file.py@task_name')."
         )
     return tasks[0]
+
+
+SIMULATE_ARGS = ("task", "simulator", "max_turns", "setting", "intent", "user_model", "allow")
+"""`simulate`'s own -T arguments; every other one goes to the wrapped task."""
+
+
+def _task_params(name: str) -> tuple[list[str], bool] | None:
+    """(parameter names, whether it takes **kwargs) of the registered task `name`; None when not registered."""
+    import inspect
+
+    from ._inspect_compat import task_function
+
+    function = task_function(name)
+    if function is None:
+        return None
+    params = inspect.signature(function).parameters.values()
+    names = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def check_task_args(spec: str, name: str, task_args: dict[str, Any]) -> None:
+    """A `UsageError` naming every -T argument that neither `simulate` nor the wrapped task `name` takes (Inspect
+    itself only logs "param not used" and runs on, so `-T simulatr=prompted` would silently use the default)."""
+    found = _task_params(name)
+    if found is None or found[1]:
+        return  # unknown to the registry (checked after loading) or takes **kwargs
+    params = found[0]
+    unknown = [key for key in task_args if key not in params]
+    if not unknown:
+        return
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, [*SIMULATE_ARGS, *params], n=1)
+        problems.append(f"-T {key}" + (f" (did you mean -T {close[0]}?)" if close else ""))
+    raise UsageError(
+        f"{', '.join(problems)}: not an argument of simulate or of {spec}. simulate takes "
+        f"{', '.join(SIMULATE_ARGS)}; {spec} takes {', '.join(params) or 'no arguments'}."
+    )
+
+
+def _looks_like_file(spec: str) -> bool:
+    path = spec.split("@", 1)[0]
+    return (
+        path.endswith((".py", ".ipynb", ".yaml", ".yml")) or "/" in path and resolve_user_path(path).exists()
+    )
 
 
 @task
@@ -268,7 +337,7 @@ def simulate(
     task: str,
     simulator: str = "userlm",
     max_turns: int = 8,
-    setting: str = "simulated",
+    setting: str | None = None,
     intent: str = "prompt",
     user_model: str | None = None,
     allow: str | list[str] | None = None,
@@ -277,13 +346,19 @@ def simulate(
     """Any existing task, with a simulated user in place of its single generate step.
 
     `inspect eval userlm_plugin/simulate -T task=inspect_evals/gsm8k -T simulator=userlm -T fewshot=0`:
-    `task` names the task (registry name or `file.py@name`); every -T argument this function does not
-    know is passed on to that task (e.g. gsm8k's `fewshot`, humaneval's `sandbox=local`). `setting` is the
-    label `userlm-plugin compare` groups runs by.
+    `task` names the task (registry name or `file.py@name`); every other -T argument must be one the wrapped
+    task takes (e.g. gsm8k's `fewshot`, humaneval's `sandbox=local`): anything else is an error that names it,
+    before any model loads. `setting` is the label `userlm-plugin compare` groups runs by (default: the
+    simulator's name).
     """
     if not isinstance(task, str) or not task.strip():
-        raise ValueError("task: name the task to wrap, e.g. -T task=inspect_evals/gsm8k")
+        raise UsageError("-T task: name the task to wrap, e.g. -T task=inspect_evals/gsm8k")
+    if intent not in INTENT_SOURCES:
+        raise UsageError(f"-T intent={intent!r}: use one of {', '.join(INTENT_SOURCES)}.")
+    if not _looks_like_file(task):
+        check_task_args(task, task, task_args)  # before the wrapped task builds its dataset
     inner = _load_task(task, task_args)
+    check_task_args(task, registry_info(inner).name if is_registry_object(inner) else task, task_args)
     allow_list = [allow] if isinstance(allow, str) else list(allow or [])
     return with_simulated_user(
         inner,
