@@ -190,7 +190,7 @@ def train_user_lm(
         weight_decay=profile.weight_decay,
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=profile.gradient_checkpointing,
+        activation_checkpointing=profile.gradient_checkpointing,
         logging_steps=profile.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
