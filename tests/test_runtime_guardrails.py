@@ -99,7 +99,7 @@ async def test_length_filter_resamples_rambling_turns(wants_to_ramble) -> None:
     assert RejectReason.TOO_LONG in reasons(on)
     assert sum(md(o)["retries"] for o in on) == sum(len(md(o)["rejected"]) for o in on)
     # tighter bounds are honoured too
-    strict = await generate_many(wants_to_ramble, msgs, n=4, min_words=5, max_words=40, max_retries=1)
+    strict = await generate_many(wants_to_ramble, msgs, n=8, min_words=5, max_words=40, max_retries=1)
     assert RejectReason.TOO_SHORT in reasons(strict)
 
 
@@ -123,7 +123,7 @@ def wants_to_repeat(tiny_userlm_factory, tiny_userlm_model):
 async def test_repetition_filter_resamples_intent_copies(wants_to_repeat) -> None:
     msgs = [ChatMessageSystem(content=INTENT)]
     off = await generate_many(
-        wants_to_repeat, msgs, repetition_filter=False, length_filter=False, max_retries=0
+        wants_to_repeat, msgs, n=3 * N, repetition_filter=False, length_filter=False, max_retries=0
     )
     assert sum(o.completion == INTENT for o in off) >= N // 4
     on = await generate_many(wants_to_repeat, msgs, length_filter=False)
