@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,10 @@ def test_self_answering_simulator_scores_zero_role_adherence(tmp_path: Path) -> 
     m = metrics(log)
     assert m["role_adherence_pct"] == 0.0
     assert m["intent_adherence_pct"] == 0.0
-    assert m["ended_by_user_pct"] == 100.0  # the first 4 termination items all met the goal
+    assert m["user_ended_pct"] == 100.0  # the first 4 termination items all met the goal
     assert m["end_f1"] == 100.0
-    assert m["first_turn_assistant_opener_pct"] == 100.0  # "Here is what I need"
-    assert m["first_turn_intent_share_pct"] == 100.0  # pasted the whole intent
+    assert m["ai_opener_pct"] == 100.0  # "Here is what I need"
+    assert m["intent_share_pct"] == 100.0  # pasted the whole intent
     assert m["judge_unparseable_pct"] == 0.0
     assert log.samples is not None and len(log.samples) == 4 * 4 * 2
     role_sample = next(s for s in log.samples if s.metadata["probe"] == "role")
@@ -123,8 +124,8 @@ def test_self_answering_simulator_scores_zero_role_adherence(tmp_path: Path) -> 
     # `inspect score` on the finished log: scorers need only the stored record, not live objects
     rescored = score(log, [termination(), conversation_variety()], action="overwrite", display="none")
     m = metrics(rescored)
-    assert m["ended_by_user_pct"] == 25.0  # only the termination items ended (4 of 16 samples)
-    assert m["mean_user_turns"] == 0.75 and m["turn_variance_within_intent"] == 0.0
+    assert m["user_ended_pct"] == 25.0  # only the termination items ended (4 of 16 samples)
+    assert m["turns"] == 0.75 and m["turn_var"] == 0.0
 
 
 def test_user_like_simulator_scores_full_adherence(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_scripted_preset_from_yaml(tmp_path: Path) -> None:
     preset = tmp_path / "sim.yaml"
     preset.write_text("simulator: scripted\nturns: [only turn one]\n")
     log = run(str(preset), probe="termination", limit=3, tmp_path=tmp_path)
-    assert metrics(log)["ended_by_user_pct"] == 100.0
+    assert metrics(log)["user_ended_pct"] == 100.0
     assert (
         log.samples and conversation_from_store(log.samples[0].store).end_reason == EndReason.SCRIPT_EXHAUSTED
     )
@@ -154,7 +155,7 @@ def test_tiny_userlm_runs_the_probes(tmp_path: Path, tiny_userlm_dir: Path) -> N
     sim = {"simulator": "userlm", "model": f"userlm/{tiny_userlm_dir}", "max_tokens": 16}
     log = run(sim, probe="first_turn", limit=2, tmp_path=tmp_path)
     assert log.samples and all(conversation_from_store(s.store).turns for s in log.samples)
-    assert "first_turn_unique_unigram_pct" in metrics(log)
+    assert "distinct1_pct" in metrics(log)
     log = run(sim, probe="termination", limit=1, tmp_path=tmp_path)  # the provider accepts the end override
     conv = conversation_from_store(log.samples[0].store) if log.samples else None
     assert conv and conv.stop_reason in (StopReason.USER_ENDED, StopReason.MAX_TURNS)
@@ -203,3 +204,56 @@ def test_paper_source_rows_build_probe_samples() -> None:
         probe_sample({"intent": "x", "messages": [{"role": "system", "content": "s"}]}, "role")
     with pytest.raises(ValueError, match="field `intent`"):
         probe_sample({"messages": []}, "role")
+
+
+def test_metric_names_are_short_enough_for_the_viewer_header() -> None:
+    from inspect_ai.util import registry_info
+
+    from userlm_plugin.scoring.quality import scorers
+
+    metric_factories = [getattr(scorers, n) for n in scorers.__all__ if n.endswith(("_pct", "_f1", "_turn"))]
+    metric_factories += [
+        scorers.first_turn_mean_words,
+        scorers.mean_user_turns,
+        scorers.turn_range_within_intent,
+    ]
+    metric_factories += [scorers.turn_variance_within_intent, scorers.unigram_difference_within_intent]
+    names = [registry_info(f()).name.split("/")[-1] for f in metric_factories]
+    assert len(names) == 18 and len(set(names)) == 18
+    assert max(map(len, names)) <= 16, names
+
+
+class CountingUser:
+    name = "counting"
+    calls = 0
+
+    async def next_turn(self, ctx: SimulationContext) -> UserTurn:
+        CountingUser.calls += 1
+        return UserTurn(text="hmm")
+
+
+def test_a_judged_probe_without_a_judge_role_fails_before_any_conversation(tmp_path: Path) -> None:
+    from userlm_plugin.errors import UsageError as PrerequisiteError
+
+    # `inspect eval evals/simulator_quality.py --model-role user=...` without a judge: one line, no samples run
+    CountingUser.calls = 0
+    with pytest.raises(PrerequisiteError, match=r"-T probe=role: the role probe\(s\) are scored by a judge"):
+        eval(
+            os.path.relpath(EVAL_FILE),
+            task_args={"probe": "role", "limit": 2},
+            model_roles={"user": rule_judge()},
+            display="none",
+            log_dir=str(tmp_path),
+        )
+    # a Task built in Python before eval() is checked per sample, still before the simulator runs
+    task = load_eval_module().simulator_quality(probe="intent", simulator=CountingUser(), limit=2)
+    [log] = eval(task, display="none", log_dir=str(tmp_path))
+    assert log.status == "error" and CountingUser.calls == 0
+    assert "Bind one with --model-role judge=<model>" in str(log.error)
+    # model-free probes need no judge
+    [ok] = eval(
+        load_eval_module().simulator_quality(probe="first_turn", simulator=CountingUser(), limit=2),
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    assert ok.status == "success" and CountingUser.calls == 2

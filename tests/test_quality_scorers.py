@@ -119,7 +119,7 @@ async def test_conversation_variety_groups_repeats_of_one_intent() -> None:
     assert quality.mean_user_turns()(scores) == pytest.approx((2 + 4 + 1 + 1) / 4)
     # intent 1: lengths 2, 4 -> variance 1; intent 2: 1, 1 -> 0
     assert quality.turn_variance_within_intent()(scores) == pytest.approx(0.5)
-    assert quality.turn_range_within_intent()(scores) == {"turn_range_min": 1.5, "turn_range_max": 2.5}
+    assert quality.turn_range_within_intent()(scores) == {"turns_min": 1.5, "turns_max": 2.5}
     # intent 1: {a,b,c} vs {a,b,c,d,e} -> 1 - 3/5 = 0.4; intent 2: identical -> 0
     assert quality.unigram_difference_within_intent()(scores) == pytest.approx(0.2)
 

@@ -1,10 +1,10 @@
-"""Pure, model-free measures of how human-like a simulated user was (paper.md §2.6 and §2.8).
+"""Pure, model-free measures of how human-like a simulated user was (docs/metrics.md and §2.8).
 
 Everything here works on plain strings and numbers so it can be tested on hand-computed examples and
 reused outside Inspect (e.g. on a log's exported turns). The Inspect scorers and metrics that wrap these
 live in `userlm_plugin.scoring.quality.scorers`.
 
-Where the paper's exact formula is unknown (paper.md §7 Q5: "pairwise 1-gram Jaccard or % unique"),
+Where the paper's exact formula is unknown (docs/metrics.md Q5: "pairwise 1-gram Jaccard or % unique"),
 both readings are implemented and documented, and the README says which one to compare with which
 reference value.
 """
@@ -40,7 +40,7 @@ INTENT_PREFIXES: tuple[str, ...] = (
     "you are a user who",
     "you are a user",
 )
-"""Boilerplate openings of UserLM intents (paper.md §2.2). Their words ("user", "assistant", "language",
+"""Boilerplate openings of UserLM intents (docs/userlm.md, intents). Their words ("user", "assistant", "language",
 "model", "chatting") are not stopwords but carry no task content, so they are stripped before comparing
 an intent with user turns; otherwise a user who says "model" would count as parroting the intent."""
 
@@ -56,7 +56,7 @@ ASSISTANT_OPENERS: tuple[str, ...] = (
     "as an ai",
 )
 """First words that mark assistant-style text. "I", "You" and "Here" are the openers the paper's
-first-token guardrail forbids (paper.md §1.5, Appendix D.1); the rest are common assistant phrasings."""
+first-token guardrail forbids (docs/userlm.md, guardrails); the rest are common assistant phrasings."""
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -83,7 +83,7 @@ def strip_intent_prefix(intent: str) -> str:
 def intent_overlap(intent: str, turn: str) -> float | None:
     """|I ∩ U| / |U|: the share of the turn's content words that also occur in the intent (0..1).
 
-    Intent decomposition (paper.md §2.6 metric 2): the average 1-gram overlap, stopwords removed, between
+    Intent decomposition (docs/metrics.md): the average 1-gram overlap, stopwords removed, between
     generated user turns and the intent; lower means the intent is revealed gradually and in the user's own
     words (humans: 1.68). |I ∩ U| / |U| is the community port's formula. None when the turn has no content
     words (it cannot overlap anything; excluded from means rather than counted as 0).
@@ -99,7 +99,7 @@ def intent_overlap_count(intent: str, turn: str) -> int:
     """|I ∩ U|: how many distinct content words of the intent the turn repeats.
 
     The other reading of the paper's intent-decomposition number (a count, not a share); reported beside
-    the share because paper.md §2.6 does not settle which one Table 2 uses.
+    the share because docs/metrics.md does not settle which one Table 2 uses.
     """
     return len(content_words(strip_intent_prefix(intent)) & content_words(turn))
 
@@ -108,7 +108,7 @@ def intent_share(intent: str, turn: str) -> float | None:
     """|I ∩ U| / |I|: the share of the intent's content words the turn already states (0..1).
 
     Applied to the first user turn it measures "goal dumping": a user who pastes the whole goal into turn
-    one scores near 1, a human who opens with a fragment scores low (peers.md (c), paper.md §2.6).
+    one scores near 1, a human who opens with a fragment scores low (docs/metrics.md).
     None when the intent has no content words.
     """
     intent_words = content_words(strip_intent_prefix(intent))
@@ -120,7 +120,7 @@ def intent_share(intent: str, turn: str) -> float | None:
 def distinct_unigram_ratio(texts: Iterable[str]) -> float | None:
     """Distinct-1 over a corpus: distinct unigrams / all unigrams, pooled over `texts` (0..1).
 
-    First-turn diversity as "% unique 1-grams over the first turns" (paper.md §2.6 metric 1). Pooled
+    First-turn diversity as "% unique 1-grams over the first turns" (docs/metrics.md). Pooled
     distinct-1 falls as the corpus grows, so only compare runs with the same number of first turns.
     None for an empty corpus.
     """
@@ -141,7 +141,7 @@ def jaccard_distance(a: set[str], b: set[str]) -> float:
 def mean_pairwise_jaccard_distance(texts: Sequence[str], max_pairs: int = 200_000) -> float | None:
     """Mean over all pairs of texts of the Jaccard distance between their unigram sets (0..1).
 
-    The "pairwise 1-gram Jaccard" reading of first-turn diversity (paper.md §2.6 metric 1): how different
+    The "pairwise 1-gram Jaccard" reading of first-turn diversity (docs/metrics.md): how different
     two first turns are, on average. Unlike pooled distinct-1 it does not shrink as the corpus grows, which
     makes it the one to compare with the paper's ~94 for humans. Pairs beyond `max_pairs` are skipped in a
     fixed, deterministic stride (2,000 turns have ~2M pairs). None with fewer than two texts.
@@ -161,7 +161,7 @@ def mean_pairwise_jaccard_distance(texts: Sequence[str], max_pairs: int = 200_00
 
 
 def unigram_difference(conversations: Sequence[Sequence[str]]) -> float | None:
-    """Lexical diversity across repeated simulations of ONE intent (paper.md §2.8, Table 3 "unigram difference").
+    """Lexical diversity across repeated simulations of ONE intent (docs/metrics.md, Table 3 "unigram difference").
 
     Definition used here (the paper's exact formula is not public): each conversation is reduced to the set
     of lowercased unigrams over all its user turns (stopwords kept: phrasing is what differs); the value is
@@ -188,7 +188,7 @@ def starts_like_assistant(text: str) -> bool:
 def length_spread(turn_counts: Sequence[int]) -> tuple[float, int, int] | None:
     """(population variance, min, max) of the conversation lengths of one intent across its repeats.
 
-    Conversation length / pace diversity (paper.md §2.8, Table 3 "turn variance" and "turn range").
+    Conversation length / pace diversity (docs/metrics.md, Table 3 "turn variance" and "turn range").
     Population variance (ddof=0): the spread of these runs, not an estimate for unseen ones.
     None for an empty list.
     """
@@ -200,7 +200,7 @@ def length_spread(turn_counts: Sequence[int]) -> tuple[float, int, int] | None:
 def precision_recall_f1(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple[float, float, float]:
     """Precision, recall and F1 of the positive class ("the user ended here").
 
-    Dialogue termination (paper.md §2.6 metric 3): ending is a binary decision scored with F1 against
+    Dialogue termination (docs/metrics.md): ending is a binary decision scored with F1 against
     where the conversation should end. Undefined ratios (no predicted / no actual positives) are 0.
     """
     if len(predicted) != len(actual):
