@@ -59,5 +59,6 @@ def tiny_userlm_model() -> Callable[..., Any]:
 
 
 # The llama.cpp server (SmolLM2 on 127.0.0.1) fixtures: `llama_server` (one per session, shared by every module
-# that asks for it) and `llama_server_factory` (private servers, e.g. to kill one). See tests/llama_server.py.
-from llama_server import llama_server, llama_server_factory  # noqa: E402, F401
+# that asks for it), `llama_server_factory` (private servers, e.g. to kill one) and `smollm2_tokenizer` (the served
+# model's tokenizer as a folder). See tests/llama_server.py.
+from llama_server import llama_server, llama_server_factory, smollm2_tokenizer  # noqa: E402, F401

@@ -178,3 +178,19 @@ def llama_server_factory() -> Iterator[Callable[[], LlamaServer]]:
         for server in started:
             server.stop()
             server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer() -> Path:
+    """SmolLM2's tokenizer as a plain folder (the GGUF conversion takes ~10 s: cached in the repo's ignored
+    .cache/, so it survives runs with pytest's cache provider off)."""
+    require_server()
+    folder = REPO / ".cache" / "smollm2_tokenizer"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        gguf = smollm2_gguf()
+        assert gguf is not None
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
+    return folder

@@ -19,6 +19,7 @@ from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateCo
 from local_servers import free_port
 
 from userlm_plugin.errors import (
+    BackendError,
     BackendUnavailableError,
     ConfigError,
     RetryableBackendError,
@@ -116,8 +117,10 @@ async def test_timeout_is_retried_but_a_rejection_is_not(bad_server: str, tiny_u
 
 async def test_wrong_tokenizer_fails_loudly(bad_server: str, tiny_userlm_dir: Path) -> None:
     model = remote(f"{bad_server}/othertokenizer/v1", tiny_userlm_dir)
-    with pytest.raises(ConfigError, match="not the served model's tokenizer"):
+    # a misconfigured backend, not the caller's input (so `serve` answers 502, not 400); never retried
+    with pytest.raises(BackendError, match="not the served model's tokenizer") as info:
         await draw(model)
+    assert not isinstance(info.value, ConfigError) and not model.api.should_retry(info.value)
     ok = remote(f"{bad_server}/fine/v1", tiny_userlm_dir, first_token_filter=False, min_words=0)
     output, call = await draw(ok)
     assert output.completion == "ok fine thanks"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, GenerateConfig, get_model
-from llama_server import LlamaServer, require_server, smollm2_gguf
+from llama_server import LlamaServer
 
 from userlm_plugin.errors import BackendUnavailableError
 from userlm_plugin.runtime.guardrails import PAPER_BANNED_FIRST_WORDS
@@ -27,22 +27,6 @@ MESSAGES = [
     ChatMessageSystem(content=INTENT),
     ChatMessageAssistant(content="Hello! How can I help you today?"),
 ]
-
-
-@pytest.fixture(scope="session")
-def smollm2_tokenizer() -> Path:
-    """SmolLM2's tokenizer as a plain folder (the GGUF conversion takes ~10 s: cached in the repo's ignored
-    .cache/, so it survives runs with pytest's cache provider off)."""
-    require_server()
-    folder = Path(__file__).resolve().parents[1] / ".cache" / "smollm2_tokenizer"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
-        gguf = smollm2_gguf()
-        assert gguf is not None
-        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
-    return folder
 
 
 def remote(server: LlamaServer, tokenizer: Path, **model_args: Any) -> Any:
@@ -77,7 +61,9 @@ async def test_rendered_prompt_goes_to_completions_untouched(
     local = await tiny_userlm_model(tiny_userlm_dir).generate(
         [ChatMessageSystem(content=INTENT), ChatMessageAssistant(content="Hi")]
     )
-    assert set(meta) == set(local.metadata[USERLM_METADATA_KEY])
+    # (end_logprob: the local engine reports it for free, a server only when asked: -M end_logprobs, end_threshold)
+    optional = {"end_logprob"}
+    assert set(meta) - optional == set(local.metadata[USERLM_METADATA_KEY]) - optional
     assert meta["finish"] in ("stop", "max_tokens") and meta["template_mode"] == "opened"
 
 

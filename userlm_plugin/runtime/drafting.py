@@ -12,8 +12,12 @@ guardrails (Appendix D.1; docs/userlm.md "Guardrails"):
 * the length budget (our speed-up, same results): a draft is cut at `max_words * 4 + 8` tokens; a cut draft that is
   still short enough is drawn again in full with the same seed (the same tokens, continued).
 
-Optional, instead of the end ban: `end_threshold` ends the conversation when log P(`<|endconversation|>`) at the
-first content position of a draft reaches it (docs/termination.md), for backends that report it.
+Optional, instead of the end ban: `end_threshold` ends the conversation when P(`<|endconversation|>`) at the first
+content position of a draft reaches it, for backends that report it (`Draft.end_logprob`: the raw distribution at
+temperature 1, before bans and top-p, so the ban does not hide what the model wanted). Never on the first user turn,
+nor before `min_turns_before_end` user turns when that is set (`GuardrailConfig.threshold_end_allowed`); the end
+ban still applies to the sampled text, so a turn either ends by the rule or is an ordinary turn
+(docs/termination.md; remote servers: docs/serving.md).
 
 Every draft becomes an `Attempt` (typed), so the provider can log all of them and tests can read them.
 """
@@ -50,6 +54,8 @@ class TurnPlan:
     first_bans: Sequence[Sequence[int]] = ()
     """Token sequences banned as the first content token(s) (empty when the first-token filter is off)."""
     user_turns_in_input: int = 0
+    server_prompt: str | None = None
+    """The prompt for servers that re-tokenize text (`DraftRequest.server_prompt`); None: `prompt` itself."""
 
 
 @dataclass
@@ -155,6 +161,8 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
             max_new_tokens=budget,
             ban_end=not plan.end_allowed,
             first_bans=plan.first_bans,
+            server_prompt=plan.server_prompt,
+            report_end_logprob=guard.end_threshold is not None,
         )
         draft = usage.add(await backend.draft(row))
         cut = draft.finish == "max_tokens" and budget < plan.max_tokens
@@ -236,11 +244,11 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
 
 def _over_end_threshold(draft: Draft, plan: TurnPlan) -> bool:
     """The threshold stopping rule: end when P(end) at the first content position reaches `end_threshold`, once
-    the user has said something (never on the first turn)."""
+    the rule may end the conversation (`GuardrailConfig.threshold_end_allowed`: never on the first turn)."""
     threshold = plan.guard.end_threshold
     return (
         threshold is not None
-        and plan.user_turns_in_input >= 1
+        and plan.guard.threshold_end_allowed(plan.user_turns_in_input)
         and draft.end_logprob is not None
         and draft.end_logprob >= math.log(threshold)
     )

@@ -1,4 +1,5 @@
-"""The four generation guardrails of "Flipping the Dialogue" (arXiv 2510.06552, Appendix D.1; paper.md §1.5).
+"""The four generation guardrails of "Flipping the Dialogue" (arXiv 2510.06552, Appendix D.1; docs/userlm.md
+"Guardrails").
 
 1. First-token filter: the first content token may not be "I", "You" or "Here" (either case), assistant-like
    openers. Applied as a logit ban (see `sampling.RowSampler`), never by resampling.
@@ -24,7 +25,7 @@ from ..errors import ConfigError
 from ..turns import Rejection, RejectReason
 
 PAPER_BANNED_FIRST_WORDS = ("I", "You", "Here", "i", "you", "here")
-"""Appendix D.1 names I/You/Here; pszemraj's UserLM space also blocks the lowercase forms (paper.md §1.5)."""
+"""Appendix D.1 names I/You/Here; pszemraj's UserLM space also blocks the lowercase forms (docs/userlm.md)."""
 
 
 class GuardrailConfig(BaseModel):
@@ -60,9 +61,10 @@ class GuardrailConfig(BaseModel):
     short enough unless it is mostly code or URLs). A draft cut there that already has more than `max_words` words
     is rejected as too long without generating the rest; one that does not is drafted again in full with the same
     seed (same tokens). Only rejected rambles are affected: their logged text is the part generated."""
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: int = Field(default=5, ge=0, le=100)
     """Our choice, as inspect_multiturn (colbench uses 3): resamples before returning the best draft flagged
-    `guardrails_exhausted`. The paper does not say how its retries ended (notes README)."""
+    `guardrails_exhausted`. The paper does not say how its retries ended (docs/userlm.md "What the paper does not
+    say"). Capped at 100: a runaway value (`1e9` from an untrusted `serve` client) is an error, not a loop."""
 
     @field_validator("banned_first_words", mode="before")
     @classmethod
@@ -82,6 +84,11 @@ class GuardrailConfig(BaseModel):
     def end_allowed(self, user_turns_so_far: int) -> bool:
         """Whether the user may end the conversation now, given the user messages already in the input."""
         return self.min_turns_before_end is not None and user_turns_so_far >= self.min_turns_before_end
+
+    def threshold_end_allowed(self, user_turns_so_far: int) -> bool:
+        """Whether the `end_threshold` rule may end the conversation now: never before the user's first turn (an
+        intent alone is no conversation), nor before `min_turns_before_end` user turns when that is set."""
+        return user_turns_so_far >= max(1, self.min_turns_before_end or 0)
 
     def draft_token_budget(self, max_tokens: int) -> int:
         """Tokens to draft before the length check can already decide (see `length_budget`)."""

@@ -4,14 +4,16 @@
     inspect eval ... --model-role user=userlm/microsoft/UserLM-8b -M base_url=http://gpu-host:8000/v1
 
 Each `generate` call: validate the input (intent = system message, real roles), render the model's own template
-(ending by opening a user turn, every message's text encoded as text), then `drafting.draft_turn` runs the
+(ending by opening a user turn; every message's content encoded as text, so control-token strings written in a
+message never become control tokens: prompt_encoding.py), then `drafting.draft_turn` runs the
 guardrail loop on the backend. The result is a `ModelOutput` whose completion is the next user turn ("" when the
 user ended the conversation), with `usage` summed over every draft, and `metadata["userlm"]` carrying the
 `UserTurn` fields (end_reason, rejected, retries, guardrails_exhausted) plus the settings used. The `ModelCall`
 holds the rendered prompt, the parameters and every draft with its decision.
 
-The `-M` args are validated when the model is created; the weights (or, for a server, its tokenizer) load on the
-first `generate`, so `inspect score`, `inspect view` and a task that never calls the user model never load them.
+The `-M` args, a local folder (exists, has a chat template) and, offline, a hub id (downloaded?) are checked when
+the model is created; the weights (or, for a server, its tokenizer) load on the first `generate`, so
+`inspect score`, `inspect view` and a task that never calls the user model never load them.
 """
 
 from __future__ import annotations
@@ -37,12 +39,25 @@ from ..errors import ConfigError, ModelLoadError
 from ..turns import USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
+from .hub import check_offline_hub_id
+from .prompt_encoding import EncodedPrompt, encode_rendered
 from .settings import split_model_args
-from .template import conversation_from_messages, folder_has_chat_template, looks_local, render_prompt_ids
+from .template import (
+    RenderedPrompt,
+    UserLMInput,
+    conversation_from_messages,
+    folder_has_chat_template,
+    looks_local,
+    render_pieces,
+)
 from .types import GenerationBackend
 
 EXTRA_BODY_KEY = "userlm"
 """`GenerateConfig(extra_body={"userlm": {<GuardrailConfig fields>}})` overrides guardrails for one call."""
+OFFLOAD_CHARS = 32_000
+"""Inputs longer than this are rendered and tokenized in a worker thread, so one huge message (a pasted file, an
+abusive `serve` client) does not stall the event loop and every other sample; shorter ones take well under a
+millisecond and stay on the loop."""
 
 
 class UserLMAPI(ModelAPI):
@@ -72,6 +87,13 @@ class UserLMAPI(ModelAPI):
             raise ConfigError(
                 f"userlm/{model_name}: base_url must be an http(s) URL of an OpenAI-compatible server, e.g. "
                 f"-M base_url=http://127.0.0.1:8000/v1; got {base_url!r}"
+            )
+        if self.remote_args is None:
+            if not looks_local(model_name):
+                check_offline_hub_id(model_name, model_name, ("config.json",), self.args.revision)
+        elif not looks_local(source := self.remote_args.tokenizer or model_name):
+            check_offline_hub_id(
+                model_name, source, ("tokenizer_config.json", "tokenizer.json"), self.args.revision
             )
         self._backend: GenerationBackend | None = None
         self._backend_lock = threading.Lock()
@@ -186,11 +208,13 @@ class UserLMAPI(ModelAPI):
             seed, seed_source = random.SystemRandom().randrange(2**31), "random"
         user_turns_in_input = sum(1 for m in input if m.role == "user")
 
-        prompt, prompt_ids, template_mode = render_prompt_ids(backend.tokenizer, conversation)
+        rendered, encoded = await _render(backend.tokenizer, conversation, input)
+        prompt, prompt_ids, template_mode = rendered.text, encoded.ids, rendered.mode
         self._check_context(backend, len(prompt_ids), max_tokens)
         plan = TurnPlan(
             prompt=prompt,
             prompt_ids=prompt_ids,
+            server_prompt=encoded.server_text if encoded.server_text != prompt else None,
             temperature=temperature,
             top_p=top_p,
             max_tokens=max_tokens,
@@ -230,6 +254,7 @@ class UserLMAPI(ModelAPI):
                 "prompt": prompt,
                 "prompt_tokens": len(prompt_ids),
                 "template_mode": template_mode,
+                "content_control_strings": encoded.escaped,
                 "params": {
                     **params,
                     "end_allowed": plan.end_allowed,
@@ -248,6 +273,20 @@ class UserLMAPI(ModelAPI):
             time=elapsed,
         )
         return output, call
+
+
+async def _render(
+    tokenizer: Any, conversation: UserLMInput, messages: list[ChatMessage]
+) -> tuple[RenderedPrompt, EncodedPrompt]:
+    """Render and encode the prompt; in a worker thread when the input is long (`OFFLOAD_CHARS`)."""
+
+    def render() -> tuple[RenderedPrompt, EncodedPrompt]:
+        rendered = render_pieces(tokenizer, conversation)
+        return rendered, encode_rendered(tokenizer, rendered)
+
+    if sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
+        return await asyncio.to_thread(render)
+    return render()
 
 
 def _check_model_folder(model_name: str, chat_template: str | None) -> None:
@@ -285,7 +324,8 @@ def _output_metadata(
         "template_mode": template_mode,
         "guardrails": plan.guard.model_dump(mode="json"),
     }
-    if result.end_logprob is not None:
+    if result.end_logprob is not None or plan.guard.end_threshold is not None:
+        # with the threshold rule on, None is recorded too: the backend could not say (no logprobs)
         metadata["end_logprob"] = result.end_logprob
     return metadata
 

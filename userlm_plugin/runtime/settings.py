@@ -35,7 +35,8 @@ class UserLMArgs(BaseModel):
     chat_template: str | None = None
     """A .jinja file (or template text) for checkpoints without a chat template."""
     temperature: float = Field(default=1.0, ge=0)
-    """Card/paper value (paper.md §1.4); the checkpoint's generation_config says 0.6 and is ignored."""
+    """Card/paper value (docs/userlm.md "Sampling defaults"); the checkpoint's generation_config says 0.6 and is
+    ignored."""
     top_p: float = Field(default=0.8, gt=0, le=1)
     """Card/paper value; the checkpoint's generation_config says 0.9 and is ignored."""
     max_new_tokens: int = Field(default=128, ge=1)
@@ -75,10 +76,12 @@ class RemoteArgs(BaseModel):
     connect_retries: int = Field(default=2, ge=0)
     """Quick reconnect tries (0.5 s, 1 s, ...) before a refused connection fails the sample."""
     max_concurrency: int = Field(default=64, ge=1)
-    """Drafts in flight to the server at once from this process (Inspect's own limit is adaptive: notes G1)."""
+    """Drafts in flight to the server at once from this process (Inspect's own limit is adaptive: docs/inspect.md)."""
     prompt_format: Literal["text", "token_ids"] = "text"
-    """"text": the rendered prompt (every server). "token_ids": our token ids (vLLM, SGLang): no re-tokenisation,
-    no BOS added by the server."""
+    """"text": the rendered prompt (every server accepts it; control-token strings inside message contents are
+    broken up by an invisible U+2060 so the server's tokenizer reads them as text). "token_ids": our exact token ids
+    (vLLM, SGLang, llama.cpp's own server; not llama-cpp-python): no re-tokenisation, no BOS added by the server,
+    message contents tokenized exactly as the local runtime does (docs/serving.md)."""
     send_stop_token_ids: bool = False
     """Also send vLLM's `stop_token_ids` (stop strings are always sent)."""
     first_token_head: int = Field(default=2, ge=1, le=16)
@@ -90,6 +93,12 @@ class RemoteArgs(BaseModel):
     """The server's context length (prompt + max_tokens are checked against it). Default: the tokenizer's."""
     end_token: str = END_CONVERSATION
     """The token the user model ends a conversation with (banned until allowed)."""
+    end_logprobs: int | None = Field(default=None, ge=0, le=20)
+    """Top logprobs asked of the server at the first content position, to read log P(`end_token`) there
+    (`Draft.end_logprob`). None: 20 when the `end_threshold` rule needs it, else not asked (servers that reject
+    `logprobs` keep working). 0: never. k: always, top k (for calibration runs). The value is the server's own
+    (vLLM and llama.cpp report the raw distribution, before logit_bias); None when the token is not among the top
+    k (its probability is then below the k-th's: docs/serving.md)."""
 
     @field_validator("server_params", mode="before")
     @classmethod

@@ -42,7 +42,14 @@ class DraftRequest(RowSpec):
     prompt: str
     """The rendered prompt text (ends by opening a user turn)."""
     prompt_ids: list[int]
-    """`prompt` encoded without special tokens added (the template already has whatever it needs)."""
+    """`prompt` encoded without special tokens added (the template already has whatever it needs); every
+    message's content encoded as text (template.render_prompt_ids)."""
+    server_prompt: str | None = None
+    """`prompt` for a server that re-tokenizes text with control tokens parsed: control-token strings inside
+    message contents broken up (prompt_encoding.server_text). None: same as `prompt`."""
+    report_end_logprob: bool = False
+    """Ask the backend for `Draft.end_logprob` even where it costs extra (a remote server's logprobs): the
+    `end_threshold` rule needs it. Backends that get it for free may always report it."""
 
 
 @dataclass

@@ -1,143 +1,49 @@
-"""`userlm/<model> -M base_url=http://host:8000/v1`: UserLM drafts drawn by an OpenAI-compatible server.
+"""`RemoteBackend`: UserLM drafts drawn by an OpenAI-compatible `/v1/completions` server (package docstring).
 
-    inspect eval ... --model-role user=userlm/microsoft/UserLM-8b -M base_url=http://gpu-host:8000/v1
-
-Why `/v1/completions` and never the chat endpoint: a hosted chat endpoint renders a generic template that opens an
-*assistant* turn, trusts one eos, may strip `<|endconversation|>` and cannot ban a token at one position. So we
-render the prompt with the model's own template here (template.py: it ends by opening a *user* turn), send that
-text (or its token ids) as a raw completion, stop on every eos of the checkpoint, and apply the paper's guardrails
-(Appendix D.1, guardrails.py) with what every such server has:
-
-* `<|endconversation|>` ban: `logit_bias={id: -100}` on every call of a draft (the OpenAI maximum; vLLM clamps to
-  it, llama.cpp adds it to the logit: a ban in practice).
-* First-content-token filter: a short *head* call (`first_token_head` tokens, default 2: UserLM's leading newline
-  plus the first word) with the openers banned by `logit_bias`; we keep its text up to and including the first
-  non-whitespace token and drop the rest, then a *continuation* call with that prefix appended and no opener ban.
-  So the ban acts at that one position only, as in the local sampler (prefix caching makes the second call cheap).
-  A multi-token banned sequence is followed token by token with 1-token calls.
-* Length/repetition resampling: the shared loop in provider.py, identical for both backends.
-
-Token ids in `logit_bias` come from our copy of the served model's tokenizer (`-M tokenizer=`, default the model
-name; a hub id, a folder or a `.gguf` file): only the tokenizer is loaded, never the weights. The first call of each
-draft checks that the server counted the prompt as our tokenizer does, so a wrong tokenizer fails loudly instead of
-banning the wrong tokens.
-
-Errors: 429 -> `RetryDecision.rate_limit()`; 5xx, 408, read timeouts and dropped connections -> transient retries
-(bounded by Inspect's `--max-retries` / `--timeout`); a server that refuses connections (after `connect_retries`
-quick tries) raises `BackendUnavailableError`, which is not retried, so the sample fails with the URL in the message
-instead of Inspect backing off forever; other 4xx raise `UpstreamRequestError` with the server's own message.
+One draft = a *head* call that carries the first-content-token ban (when the filter applies) and a *continuation*
+call from the chosen token; the `<|endconversation|>` ban is a `logit_bias` on every call.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import threading
 import time
-import weakref
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigError,
-    RetryableBackendError,
-    UpstreamRequestError,
-)
-from .guardrails import ban_pending, banned_next
-from .settings import RemoteArgs
-from .template import has_chat_template, set_chat_template, stop_token_ids, token_ids
-from .types import Draft, DraftRequest, decode_new_tokens
-
-logger = logging.getLogger(__name__)
+from ...errors import BackendError, ConfigError, RetryableBackendError
+from ..guardrails import ban_pending, banned_next
+from ..settings import RemoteArgs
+from ..template import stop_token_ids
+from ..types import Draft, DraftRequest, decode_new_tokens
+from .http import CompletionsClient
+from .logprobs import EndLogprob, read_end_logprob
+from .tokenizer import eos_ids_from_configs, load_tokenizer
 
 BAN_BIAS = -100.0
 """`logit_bias` value used as a ban (OpenAI's documented minimum)."""
 API_KEY_ENV = "USERLM_API_KEY"
+AUTO_END_LOGPROBS = 20
+"""Top logprobs asked for when the `end_threshold` rule needs log P(end) (vLLM's default `max_logprobs`)."""
 
 
-# ----- tokenizer (no weights) -----
+@dataclass
+class _Drawing:
+    """One draft's state across its HTTP calls."""
 
-_TOKENIZERS: dict[tuple[Any, ...], Any] = {}
-_TOKENIZER_LOCK = threading.Lock()
-
-
-def load_tokenizer(
-    source: str,
-    *,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    chat_template: str | None = None,
-) -> Any:
-    """The tokenizer (with its chat template) of a hub id, a local folder or a `.gguf` file; cached per process."""
-    key = (source, revision, trust_remote_code, chat_template)
-    with _TOKENIZER_LOCK:
-        if key in _TOKENIZERS:
-            return _TOKENIZERS[key]
-        from transformers import AutoTokenizer
-
-        path = Path(source).expanduser()
-        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
-        try:
-            if path.suffix == ".gguf":
-                if not path.is_file():
-                    raise FileNotFoundError(f"no such GGUF file: {path}")
-                tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
-            elif path.is_dir():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kwargs)
-            else:
-                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        except Exception as error:
-            raise ConfigError(
-                f"userlm remote backend: could not load the tokenizer {source!r} ({error}). Pass -M tokenizer=<hub "
-                "id, local folder or .gguf file of the served model>: it renders the prompt and maps banned tokens "
-                "to the server's ids (only the tokenizer is loaded, never the weights)."
-            ) from error
-        set_chat_template(tokenizer, chat_template)
-        if not has_chat_template(tokenizer):
-            raise ConfigError(
-                f"userlm remote backend: the tokenizer {source!r} has no chat template; pass -M chat_template="
-                "<file.jinja> (UserLM-8b ships one)."
-            )
-        _TOKENIZERS[key] = tokenizer
-        return tokenizer
-
-
-def _eos_ids_from_configs(source: str, revision: str | None) -> list[int]:
-    """eos ids in the checkpoint's config.json / generation_config.json when they can be read (UserLM's disagree:
-    paper.md §1.2). Missing files are fine: the tokenizer's eos and the Llama-3 stop tokens still apply."""
-    ids: list[int] = []
-    path = Path(source).expanduser()
-    if path.suffix == ".gguf":
-        return ids
-    try:
-        from transformers import GenerationConfig
-
-        kwargs: dict[str, Any] = {"revision": revision}
-        if path.is_dir():
-            kwargs["local_files_only"] = True
-        value = GenerationConfig.from_pretrained(
-            str(path) if path.is_dir() else source, **kwargs
-        ).eos_token_id
-        ids.extend(token_ids(value))
-    except Exception:  # noqa: BLE001 - optional facts
-        pass
-    return ids
-
-
-# ----- per event loop HTTP state -----
-
-
-class _LoopState:
-    def __init__(self, client: Any, limit: int) -> None:
-        self.client = client
-        self.semaphore = asyncio.Semaphore(limit)
+    request: DraftRequest
+    logprobs: int
+    """Top logprobs to ask for while the first content position has not been seen (0: never)."""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    prefix_text: str = ""
+    prefix_ids: list[int] = field(default_factory=list)
+    end: EndLogprob | None = None
+    end_seen: bool = False
+    """The first content position was reached (its logprobs read, or not offered)."""
 
 
 class RemoteBackend:
-    """Draws drafts from an OpenAI-compatible `/v1/completions` endpoint (see the module docstring)."""
+    """Draws drafts from an OpenAI-compatible `/v1/completions` endpoint (see the package docstring)."""
 
     kind = "remote"
 
@@ -160,23 +66,30 @@ class RemoteBackend:
         self.model_name = model_name
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/completions"
-        self.api_key = api_key or os.environ.get(API_KEY_ENV)
         self.args = args
         self.server_model = args.server_model or model_name
         source = args.tokenizer or model_name
         self.tokenizer = load_tokenizer(
             source, revision=revision, trust_remote_code=trust_remote_code, chat_template=chat_template
         )
-        stop_ids = stop_token_ids(self.tokenizer, _eos_ids_from_configs(source, revision))
+        stop_ids = stop_token_ids(self.tokenizer, eos_ids_from_configs(source, revision))
         if not stop_ids:
             raise ConfigError(f"userlm/{model_name}: the tokenizer {source!r} has no eos token to stop on")
         self.stop_ids = stop_ids
         self.stop_strings = [self.tokenizer.convert_ids_to_tokens(i) for i in stop_ids]
         self.end_token_id = self._single_id(args.end_token)
-        self._special_ids = frozenset(self.tokenizer.all_special_ids)
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
-            weakref.WeakKeyDictionary()
+        self._end_keys = (args.end_token,) + (
+            (f"token_id:{self.end_token_id}",) if self.end_token_id is not None else ()
         )
+        self._special_ids = frozenset(self.tokenizer.all_special_ids)
+        self.http = CompletionsClient(
+            self.url,
+            api_key or os.environ.get(API_KEY_ENV),
+            args,
+            where=f"userlm/{model_name}",
+            server_model=self.server_model,
+        )
+        self._server_count: tuple[str, int] | None = None
         self.calls = 0
         """HTTP calls made (all loops): a cheap counter for tests and benchmarks."""
 
@@ -206,6 +119,7 @@ class RemoteBackend:
             "prompt_format": self.args.prompt_format,
             "stop": self.stop_strings,
             "first_token_head": self.args.first_token_head,
+            "end_logprobs": self.args.end_logprobs,
             "server_params": dict(self.args.server_params),
             "max_concurrency": self.args.max_concurrency,
             "timeout": self.args.timeout,
@@ -221,41 +135,29 @@ class RemoteBackend:
         return False
 
     async def draft(self, request: DraftRequest) -> Draft:
-        state = self._state()
         waited = time.perf_counter()
-        async with state.semaphore:
+        async with self.http.semaphore():
             started = time.perf_counter()
-            draft = await self._draft(state, request)
+            draft = await self._draft(request)
         draft.queued_s = started - waited
         draft.generate_s = time.perf_counter() - started
         return draft
 
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running loop (others close with their loop)."""
+        await self.http.aclose()
+
     # ----- internals -----
 
-    def _state(self) -> _LoopState:
-        import httpx
+    def _logprobs_wanted(self, request: DraftRequest) -> int:
+        if self.args.end_logprobs is None:
+            return AUTO_END_LOGPROBS if request.report_end_logprob else 0
+        return self.args.end_logprobs
 
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            headers = {"Content-Type": "application/json"}
-            if self.api_key:
-                headers["Authorization"] = f"Bearer {self.api_key}"
-            client = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(self.args.timeout, connect=self.args.connect_timeout),
-                limits=httpx.Limits(max_connections=self.args.max_concurrency),
-            )
-            state = _LoopState(client, self.args.max_concurrency)
-            self._states[loop] = state
-        return state
-
-    async def _draft(self, state: _LoopState, request: DraftRequest) -> Draft:
+    async def _draft(self, request: DraftRequest) -> Draft:
         tokenizer = self.tokenizer
         end_bias = {self.end_token_id: BAN_BIAS} if request.ban_end and self.end_token_id is not None else {}
-        calls: list[dict[str, Any]] = []
-        prefix_text = ""
-        prefix_ids: list[int] = []
+        drawing = _Drawing(request=request, logprobs=self._logprobs_wanted(request))
         content: list[int] = []
         used = 0
         bans_applied = 0
@@ -263,14 +165,11 @@ class RemoteBackend:
         finish: Literal["stop", "max_tokens"] = "stop"
         max_new = request.max_new_tokens
 
-        # Head: the first-content-token filter, at that one position (module docstring).
-        while ban_pending(request.first_bans, content) and used < max_new and len(calls) < 8:
+        # Head: the first-content-token filter, at that one position (package docstring).
+        while ban_pending(request.first_bans, content) and used < max_new and len(drawing.calls) < 8:
             bans = banned_next(request.first_bans, content)
             n = min(self.args.first_token_head if not content else 1, max_new - used)
-            result = await self._call(
-                state, request, prefix_text, prefix_ids, n, {**end_bias, **dict.fromkeys(bans, BAN_BIAS)},
-                call="head", calls=calls,
-            )  # fmt: skip
+            result = await self._call(drawing, n, {**end_bias, **dict.fromkeys(bans, BAN_BIAS)}, call="head")
             if bans:
                 bans_applied += 1
             ids = tokenizer.encode(result["text"], add_special_tokens=False)
@@ -285,10 +184,10 @@ class RemoteBackend:
                 content.append(int(token))
                 break  # the bans change after each content token: drop what was drawn under the old ones
             if kept:
-                prefix_ids.extend(int(t) for t in ids[:kept])
-                prefix_text = tokenizer.decode(prefix_ids, skip_special_tokens=False)
-                used = len(prefix_ids)
-            calls[-1]["kept"] = tokenizer.decode(ids[:kept]) if kept else ""
+                drawing.prefix_ids.extend(int(t) for t in ids[:kept])
+                drawing.prefix_text = tokenizer.decode(drawing.prefix_ids, skip_special_tokens=False)
+                used = len(drawing.prefix_ids)
+            drawing.calls[-1]["kept"] = tokenizer.decode(ids[:kept]) if kept else ""
             if not content and result["finish"] == "stop" and kept == len(ids):
                 stopped = True  # the turn ended before any content (an empty turn): a legitimate draw
             if stopped:
@@ -297,23 +196,14 @@ class RemoteBackend:
                 stopped = True
                 break
 
-        text_all = prefix_text
+        text_all = drawing.prefix_text
         if stopped:
             finish = "stop"
         elif used >= max_new:
             finish = "max_tokens"
         else:
-            result = await self._call(
-                state,
-                request,
-                prefix_text,
-                prefix_ids,
-                max_new - used,
-                end_bias,
-                call="continue",
-                calls=calls,
-            )
-            text_all = prefix_text + result["text"]
+            result = await self._call(drawing, max_new - used, end_bias, call="continue")
+            text_all = drawing.prefix_text + result["text"]
             finish = "max_tokens" if result["finish"] == "length" else "stop"
 
         ids = tokenizer.encode(text_all, add_special_tokens=False)
@@ -323,6 +213,7 @@ class RemoteBackend:
         ids = ids[:cut]
         text, raw = decode_new_tokens(tokenizer, ids, self._special_ids)
         first = content[0] if content else next((t for t in ids if tokenizer.decode([t]).strip()), None)
+        calls = drawing.calls
         return Draft(
             text=text,
             raw=raw,
@@ -336,28 +227,24 @@ class RemoteBackend:
             queued_s=0.0,
             generate_s=0.0,
             details={"http_calls": calls},
+            end_logprob=None if drawing.end is None else drawing.end.value,
         )
 
-    async def _call(
-        self,
-        state: _LoopState,
-        request: DraftRequest,
-        prefix_text: str,
-        prefix_ids: list[int],
-        max_tokens: int,
-        bias: dict[int, float],
-        *,
-        call: str,
-        calls: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        prompt: str | list[int]
+    def _prompt(self, drawing: _Drawing) -> str | list[int]:
+        """This call's prompt: our ids, or text (control-token strings in contents broken up: package docstring),
+        each followed by what the draft has drawn so far."""
+        request = drawing.request
         if self.args.prompt_format == "token_ids":
-            prompt = [*request.prompt_ids, *prefix_ids]
-        else:
-            prompt = request.prompt + prefix_text
+            return [*request.prompt_ids, *drawing.prefix_ids]
+        return (request.server_prompt or request.prompt) + drawing.prefix_text
+
+    async def _call(
+        self, drawing: _Drawing, max_tokens: int, bias: dict[int, float], *, call: str
+    ) -> dict[str, Any]:
+        request, calls = drawing.request, drawing.calls
         body: dict[str, Any] = {
             "model": self.server_model,
-            "prompt": prompt,
+            "prompt": self._prompt(drawing),
             "max_tokens": max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -368,11 +255,14 @@ class RemoteBackend:
         }
         if bias:
             body["logit_bias"] = {str(k): v for k, v in bias.items()}
+        ask_logprobs = drawing.logprobs > 0 and not drawing.end_seen
+        if ask_logprobs:
+            body["logprobs"] = drawing.logprobs
         if self.args.send_stop_token_ids:
             body["stop_token_ids"] = self.stop_ids
         body.update(self.args.server_params)
         started = time.perf_counter()
-        data = await self._post(state, body)
+        data = await self.http.post(body)
         self.calls += 1
         try:
             choice = data["choices"][0]
@@ -386,7 +276,7 @@ class RemoteBackend:
         usage = data.get("usage") or {}
         record = {
             "call": call,
-            "appended": prefix_text,
+            "appended": drawing.prefix_text,
             "max_tokens": max_tokens,
             "seed": body["seed"],
             "logit_bias": body.get("logit_bias", {}),
@@ -396,105 +286,43 @@ class RemoteBackend:
             "usage": {k: usage[k] for k in ("prompt_tokens", "completion_tokens") if k in usage},
             "seconds": round(time.perf_counter() - started, 4),
         }
+        if ask_logprobs:
+            end = read_end_logprob(choice.get("logprobs"), self._end_keys)
+            record["end_logprob"] = end.as_log() if end is not None else None
+            if end is not None or text.strip():  # the content position was in this call
+                drawing.end, drawing.end_seen = end, True
         if not calls:
             self._check_prompt_count(request, usage, record)
         calls.append(record)
         return record
 
+    def _expected_prompt_tokens(self, request: DraftRequest) -> int:
+        """Tokens the server should count for the first call's prompt (our tokenizer's count of what we sent)."""
+        if self.args.prompt_format == "token_ids" or request.server_prompt is None:
+            return len(request.prompt_ids)
+        cached = self._server_count
+        if cached is None or cached[0] is not request.server_prompt:
+            count = len(self.tokenizer.encode(request.server_prompt, add_special_tokens=False))
+            cached = self._server_count = (request.server_prompt, count)
+        return cached[1]
+
     def _check_prompt_count(
         self, request: DraftRequest, usage: dict[str, Any], record: dict[str, Any]
     ) -> None:
-        """A server that counts our prompt differently uses another tokenizer: our banned ids would be wrong."""
+        """A server that counts our prompt differently uses another tokenizer: our banned ids would be wrong. A
+        backend failure, not the caller's input: `serve` answers it with a 502."""
         counted = usage.get("prompt_tokens")
         if not isinstance(counted, int):
             return
-        ours = len(request.prompt_ids)
+        ours = self._expected_prompt_tokens(request)
         record["server_prompt_tokens"] = counted
         if not 0 <= counted - ours <= 1:  # the server may add a BOS to a text prompt
-            raise ConfigError(
+            raise BackendError(
                 f"userlm/{self.model_name}: the server counted the prompt as {counted} tokens, our tokenizer "
                 f"({self.args.tokenizer or self.model_name}) as {ours}: it is not the served model's tokenizer, so "
                 "banned token ids (first-token filter, end ban) would hit the wrong tokens. Pass -M tokenizer=<the "
                 "served model's hub id, folder or .gguf>."
             )
 
-    async def _post(self, state: _LoopState, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
 
-        where = f"userlm/{self.model_name} at {self.url}"
-        for attempt in range(self.args.connect_retries + 1):
-            try:
-                response = await state.client.post(self.url, json=body)
-                break
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                if attempt < self.args.connect_retries:
-                    await asyncio.sleep(0.5 * 2**attempt)
-                    continue
-                raise BackendUnavailableError(
-                    f"{where}: cannot connect ({type(error).__name__}: {error}) after "
-                    f"{self.args.connect_retries + 1} tries. Is the server running and is -M base_url right "
-                    "(e.g. http://127.0.0.1:8000/v1)? Not retried: a dead server fails the sample."
-                ) from error
-            except httpx.TimeoutException as error:
-                raise RetryableBackendError(
-                    f"{where}: no answer within {self.args.timeout:.0f} s ({type(error).__name__}); retried by "
-                    "Inspect (bound it with --max-retries/--timeout; raise -M timeout= for slow servers)",
-                    "transient",
-                ) from error
-            except httpx.TransportError as error:  # dropped connection, protocol error
-                raise RetryableBackendError(
-                    f"{where}: connection failed mid-request ({type(error).__name__}: {error}); retried by Inspect",
-                    "transient",
-                ) from error
-        status = response.status_code
-        if status == 200:
-            try:
-                return response.json()
-            except ValueError as error:
-                raise BackendError(
-                    f"{where}: answered 200 with a non-JSON body: {response.text[:300]}"
-                ) from error
-        message = _error_message(response)
-        retry_after = _retry_after(response)
-        if status == 429:
-            raise RetryableBackendError(f"{where}: rate limited (429): {message}", "rate_limit", retry_after)
-        if status >= 500 or status == 408:
-            raise RetryableBackendError(
-                f"{where}: server error {status}: {message}", "transient", retry_after
-            )
-        raise UpstreamRequestError(
-            f"{where}: the server rejected the request ({status}): {message}. Check -M server_model (the "
-            f"served model name, now {self.server_model!r}), server_params, and that the server has a "
-            "/v1/completions endpoint."
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client of the running loop (others close with their loop)."""
-        loop = asyncio.get_running_loop()
-        state = self._states.pop(loop, None)
-        if state is not None:
-            await state.client.aclose()
-
-
-def _error_message(response: Any) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(data, dict):
-        error = data.get("error", data.get("detail", data))
-        if isinstance(error, dict):
-            return str(error.get("message", error))[:500]
-        return str(error)[:500]
-    return str(data)[:500]
-
-
-def _retry_after(response: Any) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-__all__ = ["RemoteBackend", "load_tokenizer"]
+__all__ = ["API_KEY_ENV", "AUTO_END_LOGPROBS", "BAN_BIAS", "RemoteBackend"]
