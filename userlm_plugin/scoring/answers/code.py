@@ -1,14 +1,23 @@
-"""Code answers: extraction (paper.md §3.2-3.3) and the code scorer.
+"""Code answers: extraction, the test program, and the code scorer (docs/scoring.md, "code").
 
-Extraction follows Lost in Conversation's rule-based extractor: take the LAST Python code block of the
-answer (the raw text when there is none), keep its top-level imports, keep its LAST top-level function, and
-make that function callable under the expected name. LiC renames the definition; we keep the original
-definition and add `expected = original` when the names differ, so that a recursive function still finds
-itself. Other top-level code (helpers, constants) is dropped, as in LiC: the assistant's system prompt asks
-for exactly one top-level function.
+Extraction follows Lost in Conversation's rule-based extractor (`tasks/code/task_code.py`, `extract_answer`):
+- an answer that mentions `class Solution` (LiveCodeBench's starter form) keeps the whole last code block that
+  defines it; the tests then call `Solution().<func_name>` on one instance, as `eval_code.py` (`compile_code`)
+  does;
+- otherwise the LAST Python code block (the raw text when there is none) gives its top-level imports and its LAST
+  top-level function, callable under the expected name. LiC renames the definition; we keep it and add
+  `expected = original`, so a recursive function still finds itself. Other top-level code is dropped, as in LiC.
 
-Tests: HumanEval's own `check(candidate)` for the `humaneval` dataset; call-based functional tests
-(public + private, JSON in/out, tuple == list) for Lost in Conversation records, as LiC does. Each run is
+Every LiC candidate runs after LiC's import preamble (`eval_code.py`, `import_string`: `from typing import *`,
+`math`, `collections`, ... and a recursion limit of 50000; `TestSpec.preamble`, run by the grading harness), so
+`List` or `Counter` work without an import, and after the HumanEval prompt's own imports and helpers.
+
+Our rule-based attempt test (no `grader` role) also refuses templates: a function whose body is only a
+docstring, `pass`, `...` or `raise NotImplementedError` is a sketch, not an answer attempt. A real function is an
+attempt even when the reply goes on to ask the user something.
+
+Tests: call-based functional tests (public + private, JSON in/out, tuple == list) for Lost in Conversation
+records, as LiC does; HumanEval's own `check(candidate)` for the offline `humaneval` dataset. Each run is
 confined by `runner.run_tests` (6 s per test).
 """
 
@@ -22,11 +31,14 @@ from typing import Any
 from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
 
-from .attempts import make_stop_when, score_last_attempt
+from ...errors import ConfigError
+from .attempts import AnswerTask, make_stop_when, score_last_attempt
 from .reliability import reliability_metrics
 from .runner import RunLimits, TestSpec, run_tests
 
 FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+PYTHON_TAGS = ("", "python", "py", "python3")
+SOLUTION_CLASS = "Solution"
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:
@@ -34,24 +46,45 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in FENCE.finditer(text)]
 
 
+def _parse(source: str) -> ast.Module | None:
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
 def last_python_block(text: str) -> str:
     """The last block tagged python/py (or untagged) that contains a `def`; else the raw text."""
-    blocks = [body for lang, body in code_blocks(text) if lang in ("", "python", "py", "python3")]
+    blocks = [body for lang, body in code_blocks(text) if lang in PYTHON_TAGS]
     with_def = [b for b in blocks if re.search(r"^\s*(async\s+)?def ", b, re.MULTILINE)]
     if with_def:
         return with_def[-1]
     return text
 
 
+def solution_class(tree: ast.Module) -> ast.ClassDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == SOLUTION_CLASS), None)
+
+
+def extract_solution_class(text: str) -> str | None:
+    """LiC's class branch: the last code block (else the raw text) defining a top-level `class Solution`."""
+    blocks = [body for lang, body in code_blocks(text) if lang in PYTHON_TAGS]
+    for source in [*reversed(blocks), text]:
+        source = textwrap.dedent(source)
+        tree = _parse(source)
+        if tree is not None and solution_class(tree) is not None:
+            return source.strip() + "\n"
+    return None
+
+
 def extract_function(text: str, expected_name: str) -> str | None:
     """Imports + the last top-level function of the last Python block, callable as `expected_name`.
 
-    Returns None when the text holds no parseable top-level function (not an answer attempt).
+    Returns None when the text holds no parseable top-level function.
     """
     source = textwrap.dedent(last_python_block(text))
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    tree = _parse(source)
+    if tree is None:
         return None
     imports = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
@@ -66,13 +99,55 @@ def extract_function(text: str, expected_name: str) -> str | None:
     return "\n\n".join(p for p in parts if p).strip() + "\n"
 
 
+def extract_code(text: str, expected_name: str) -> str | None:
+    """The gradeable code of an answer: a `class Solution` block when the text mentions one (LiC), else the
+    function; None when there is neither."""
+    if f"class {SOLUTION_CLASS}" in text and (block := extract_solution_class(text)) is not None:
+        return block
+    return extract_function(text, expected_name)
+
+
+def _is_template(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A body of only a docstring, `pass`, `...` or `raise NotImplementedError`: a sketch, not an answer."""
+    for node in function.body:
+        if isinstance(node, ast.Pass):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # docstring or `...`
+        if isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node):
+            continue
+        return False
+    return True
+
+
+def is_template(code: str) -> bool:
+    """True when extracted code only sketches the answer (every function or `Solution` method is a template)."""
+    tree = _parse(code)
+    if tree is None:
+        return False
+    cls = solution_class(tree)
+    body = cls.body if cls is not None else tree.body
+    functions = [n for n in body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return bool(functions) and all(_is_template(f) for f in functions)
+
+
+def solution_method(code: str, func_name: str) -> str | None:
+    """The `Solution` method the tests call: `func_name` when defined, else the first non-dunder method (LiC
+    renames the first `def` of the answer to `func_name`). None when the code has no `class Solution`."""
+    tree = _parse(code)
+    cls = solution_class(tree) if tree is not None else None
+    if cls is None:
+        return None
+    methods = [n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if func_name in methods:
+        return func_name
+    return next((m for m in methods if not (m.startswith("__") and m.endswith("__"))), func_name)
+
+
 def prompt_context(prompt: str, entry_point: str) -> str:
     """What a HumanEval prompt gives the solution besides its own signature: its imports and helper
     functions (e.g. `is_palindrome` for HumanEval/10), prepended as HumanEval's own harness does."""
-    try:
-        tree = ast.parse(prompt + "\n    pass\n")
-    except SyntaxError:
-        tree = ast.parse(prompt)
+    tree = _parse(prompt + "\n    pass\n") or ast.parse(prompt)
     keep = [
         n
         for n in tree.body
@@ -83,54 +158,90 @@ def prompt_context(prompt: str, entry_point: str) -> str:
     return "\n\n".join(ast.get_source_segment(source, n) or "" for n in keep).strip()
 
 
-def build_spec(function_code: str, metadata: dict[str, Any]) -> TestSpec:
-    """The test program for an extracted function, from the sample's `code_tests` metadata."""
+def build_spec(code: str, metadata: dict[str, Any]) -> TestSpec:
+    """The test run for extracted code, from the sample's `code_tests` metadata.
+
+    LiC records (`functional`): the prompt's imports/helpers and the candidate, run after LiC's import preamble;
+    a `class Solution` answer is called as `Solution().<func_name>` on one instance (a method under another name
+    is aliased, as LiC renames the answer's first `def`). HumanEval (`check`): the prompt's context and the
+    candidate, tested by HumanEval's `check`.
+    """
     tests = metadata.get("code_tests")
     if not isinstance(tests, dict):
-        raise ValueError(
+        raise ConfigError(
             "sample metadata has no 'code_tests': build samples with userlm_plugin.evals.sharded.dataset"
         )
-    program = "\n\n".join(p for p in (tests.get("prefix", ""), function_code) if p)
     name = metadata["func_name"]
+    parts = [tests.get("prefix", ""), code]
     if tests["mode"] == "check":
-        return TestSpec(mode="check", program=program + "\n\n" + tests["check"], entry_point=name)
+        program = "\n\n".join(p for p in parts if p)
+        check = "\n\n".join(p for p in (tests.get("prefix", ""), tests["check"]) if p)  # helpers check uses
+        return TestSpec(mode="check", program=program, check=check, entry_point=name)
+    method = solution_method(code, name)
+    if method is not None and method != name:
+        parts.append(f"{SOLUTION_CLASS}.{name} = {SOLUTION_CLASS}.{method}")
     return TestSpec(
         mode="functional",
-        program=program,
+        program="\n\n".join(p for p in parts if p),
         func_name=name,
         tests=tests.get("public", []),
         private=tests.get("private"),
+        preamble=True,
+        solution_class=method is not None,
     )
 
 
-def _extractor(text: str, state: TaskState) -> str | None:
-    return extract_function(text, state.metadata["func_name"])
+CODE_ANSWER_DESCRIPTION = (
+    "A valid Python function, defined with `def ...`, that returns a value and handles every test case the "
+    "task describes (a `class Solution` with that method also counts). A plain-language explanation is not an "
+    "answer."
+)
+"""What a code answer looks like, for the grader's prompt (our wording of LiC's `get_answer_description`)."""
 
 
-def _grader(limits: RunLimits):
-    async def grade(answer: str, state: TaskState) -> tuple[bool, str, dict[str, Any]]:
-        result = await run_tests(build_spec(answer, state.metadata), limits)
+class CodeAnswers(AnswerTask):
+    """Code answers: extracted by rules (LiC extracts code by rules even with its classifier), run against tests."""
+
+    kind = "code"
+    answer_description = CODE_ANSWER_DESCRIPTION
+
+    def __init__(self, limits: RunLimits | None = None) -> None:
+        self.limits = limits or RunLimits()
+
+    def rule_based(self, text: str, state: TaskState) -> str | None:
+        code = extract_code(text, state.metadata["func_name"])
+        return None if code is None or is_template(code) else code
+
+    async def extract(self, text: str, state: TaskState, use_grader: bool) -> tuple[str, dict[str, Any]]:
+        code = extract_code(text, state.metadata["func_name"])
+        return code or "", {"extraction": "rules"}
+
+    async def grade(self, answer: str, state: TaskState) -> tuple[bool, str, dict[str, Any]]:
+        result = await run_tests(build_spec(answer, state.metadata), self.limits)
         details = result.model_dump(exclude={"stderr_tail", "stdout_tail"})
         return result.passed, result.explanation(), details
 
-    return grade
 
-
-def code_stop_when(limits: RunLimits | None = None):
-    """`stop_when` for code: run the tests on the latest answer; stop when they all pass."""
-    return make_stop_when(_extractor, _grader(limits or RunLimits()))
+def code_stop_when(limits: RunLimits | None = None, single_turn: bool = False):
+    """`stop_when` for code: run the tests on the latest answer attempt; stop when they all pass."""
+    return make_stop_when(CodeAnswers(limits), single_turn=single_turn)
 
 
 @scorer(metrics=reliability_metrics())
-def code_scorer(timeout_per_test: float = 6.0, memory_mb: int = 2048):
-    """Runs the task's tests on the function in the conversation's last answer attempt.
+def code_scorer(timeout_per_test: float = 6.0, memory_mb: int = 2048, single_turn: bool = False):
+    """Runs the task's tests on the code in the conversation's last answer attempt.
 
     Value: {"correct": 0|1, "turns": user turns, "ended_correct": 0|1}; explanation: the first failing
-    test and the stderr tail. Needs a sandbox (`local` or `docker`).
+    test, the stderr tail and how the conversation ended. Needs a sandbox (`local` or `docker`).
+
+    Args:
+        timeout_per_test: Seconds per test (LiC: 6).
+        memory_mb: Address-space cap of the test process.
+        single_turn: Every assistant reply is an answer attempt (LiC's FULL/CONCAT skip the classifier).
     """
-    grade = _grader(RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb))
+    answers = CodeAnswers(RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb))
 
     async def score(state: TaskState, target: Target) -> Score:  # noqa: ARG001
-        return await score_last_attempt(state, _extractor, grade)
+        return await score_last_attempt(state, answers, single_turn=single_turn)
 
     return score

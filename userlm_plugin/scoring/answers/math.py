@@ -1,11 +1,17 @@
-"""GSM8K "flexible" answer matching, as Lost in Conversation scores math (paper.md §3.3).
+"""Math answers: GSM8K "flexible" matching as Lost in Conversation scores it, and the math scorer.
 
-The prediction is the LAST match of `(-?[$0-9.,]{2,})|(-?[0-9]+)` in the answer; prediction and gold
-(the text after `####`) both lose commas, `$` and a trailing `.`, and a whole number written with zero
-cents (`$1,000.00`) loses them. Then exact string equality.
+LiC (`tasks/math/task_math.py`, `evaluator_function`): the prediction is the LAST match of
+`(-?[$0-9.,]{2,})|(-?[0-9]+)` in the extracted answer; prediction and gold (the text after `####`) both lose
+commas, `$` and a trailing `.`; then exact string equality. We also drop zero cents from any number
+(`1000.00` -> `1000`, `7.0` -> `7`); LiC strips them only after a `$`, with `rstrip(".00")`, which turns
+`$100.00` into `1` (docs/scoring.md lists this deviation).
 
-LiC first has GPT-4o-mini copy the answer span out of the response; we take the last number of the whole
-response (no extra LLM): an answer followed by more numbers ("... 12 apples. Step 3 ...") can be missed.
+Which text the regex reads (docs/scoring.md, "answer attempts"):
+- with a `grader` model role, LiC's path: the grader labels the turn and copies the answer span verbatim
+  (`grader.py`); the regex runs on that span;
+- without one (the default), our rule: the regex runs on the response with every question sentence removed,
+  so a number that only appears inside a question ("Did you mean 42?") is not an answer, and a turn with no
+  number outside questions is not an answer attempt.
 """
 
 from __future__ import annotations
@@ -16,10 +22,15 @@ from typing import Any
 from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
 
-from .attempts import make_stop_when, score_last_attempt
+from ...errors import ConfigError
+from .attempts import AnswerTask, make_stop_when, score_last_attempt
+from .grader import extract_span
 from .reliability import reliability_metrics
 
 NUMBER = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+"""LiC's (and lm-eval-harness's) GSM8K flexible-match pattern."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_CLOSERS = " \t*_)]}\"'`"
 
 
 def normalise_number(text: str) -> str:
@@ -31,7 +42,7 @@ def normalise_number(text: str) -> str:
 
 
 def extract_last_number(text: str) -> str | None:
-    """The last number in `text`, normalised; None when there is none."""
+    """The last number in `text` (LiC's pattern), normalised; None when there is none."""
     for match in reversed(list(NUMBER.finditer(text))):
         candidate = match.group(0)
         if any(ch.isdigit() for ch in candidate):
@@ -39,39 +50,83 @@ def extract_last_number(text: str) -> str | None:
     return None
 
 
+def without_questions(text: str) -> str:
+    """`text` minus its question sentences (those ending in `?`, closing quotes/markdown aside)."""
+    sentences = _SENTENCE_END.split(text)
+    return "\n".join(s for s in sentences if not s.rstrip(_CLOSERS).endswith("?"))
+
+
+def rule_based_answer(text: str) -> str | None:
+    """Our default attempt rule for math: the last number outside question sentences (None: no attempt)."""
+    return extract_last_number(without_questions(text))
+
+
 def gold_answer(answer: str) -> str:
     """GSM8K gold: the text after `####` in the rationale, normalised."""
     if "####" not in answer:
-        raise ValueError("GSM8K answer has no '####' marker")
+        raise ConfigError("GSM8K answer has no '####' marker")
     return normalise_number(answer.split("####")[-1])
 
 
 def is_correct(response: str, gold: str) -> bool:
-    """Flexible match of the response's last number against the (normalised) gold answer."""
-    predicted = extract_last_number(response)
+    """Rule-based check of a whole response against the (normalised) gold answer."""
+    predicted = rule_based_answer(response)
     return predicted is not None and predicted == normalise_number(gold)
 
 
-def _extractor(text: str, state: TaskState) -> str | None:  # noqa: ARG001
-    return extract_last_number(text)
+MATH_ANSWER_DESCRIPTION = (
+    "A single number: it may be a decimal, a negative number or a fraction. A worked solution counts when it "
+    "ends on its final number; a question back to the user does not."
+)
+"""What a math answer looks like, for the grader's prompts (our wording of LiC's `get_answer_description`)."""
 
 
-async def _grade(answer: str, state: TaskState) -> tuple[bool, str, dict[str, Any]]:
-    gold = normalise_number(state.metadata["gold"])
-    correct = answer == gold
-    return correct, f"last number {answer!r} {'==' if correct else '!='} gold {gold!r}", {"gold": gold}
+class MathAnswers(AnswerTask):
+    """GSM8K answers: rule-based or grader-extracted span, then LiC's flexible match against `gold`."""
+
+    kind = "math"
+    answer_description = MATH_ANSWER_DESCRIPTION
+
+    def rule_based(self, text: str, state: TaskState) -> str | None:
+        return rule_based_answer(text)
+
+    async def extract(self, text: str, state: TaskState, use_grader: bool) -> tuple[str, dict[str, Any]]:
+        if not use_grader:
+            # a single-turn reply is graded even when its only number sits in a question (LiC's regex would
+            # read it too); in a conversation the rule above already found a number outside questions
+            return rule_based_answer(text) or extract_last_number(text) or "", {"extraction": "rules"}
+        span, details = await extract_span(text, self.answer_description)
+        return span, details
+
+    async def grade(self, answer: str, state: TaskState) -> tuple[bool, str, dict[str, Any]]:
+        gold = normalise_number(state.metadata["gold"])
+        predicted = extract_last_number(answer)
+        if predicted is None:
+            return False, f"no number in the answer {answer[:200]!r}", {"gold": gold, "predicted": None}
+        correct = predicted == gold
+        relation = "==" if correct else "!="
+        return (
+            correct,
+            f"answer {predicted!r} {relation} gold {gold!r}",
+            {"gold": gold, "predicted": predicted},
+        )
 
 
-def math_stop_when():
-    """`stop_when` for math: stop when the latest answer's last number matches the gold answer."""
-    return make_stop_when(_extractor, _grade)
+def math_stop_when(single_turn: bool = False):
+    """`stop_when` for math: stop when the latest answer attempt matches the gold answer."""
+    return make_stop_when(MathAnswers(), single_turn=single_turn)
 
 
 @scorer(metrics=reliability_metrics())
-def math_scorer():
-    """GSM8K flexible match on the conversation's last answer attempt (sample metadata `gold`)."""
+def math_scorer(single_turn: bool = False):
+    """GSM8K flexible match on the conversation's last answer attempt (sample metadata `gold`).
+
+    Args:
+        single_turn: Every assistant reply is an answer attempt (LiC's FULL/CONCAT skip the classifier).
+    """
+    answers = MathAnswers()
 
     async def score(state: TaskState, target: Target) -> Score:  # noqa: ARG001
-        return await score_last_attempt(state, _extractor, _grade)
+        return await score_last_attempt(state, answers, single_turn=single_turn)
 
     return score
