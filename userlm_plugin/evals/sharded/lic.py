@@ -1,10 +1,14 @@
 """Lost in Conversation's sharded instructions (HF dataset `microsoft/lost_in_conversation`, file
-`lost_in_conversation.json`, CDLA-Permissive-2.0; schema in paper.md §4).
+`lost_in_conversation.json`, CDLA-Permissive-2.0; schema in docs/lic.md).
 
 Loaded with huggingface_hub at a pinned revision (cached by the hub client in HF_HOME), or from a local copy
 (`-T data=path.json`). Every record is validated; a malformed one is reported with its task_id and skipped
 (`on_invalid="skip"`, logged as a warning and counted in the task metadata) or fails the load
 (`on_invalid="fail"`). It is never scored with missing tests. The dataset is not vendored in this repo.
+
+Shards are ordered by `shard_id`; LiC uses the file's order, and in the published file shard 1 (the high-level
+ask) comes first either way. Mistakes in what the user passed (`-T data/sources/on_invalid`, an unreachable hub)
+raise `UsageError` while the task is built, before any model loads.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..._paths import resolve_user_path
+from ...errors import UsageError, missing_dependency
 from ...simulators.base import Shard
 
 logger = logging.getLogger(__name__)
@@ -24,8 +29,7 @@ logger = logging.getLogger(__name__)
 LIC_REPO = "microsoft/lost_in_conversation"
 LIC_FILE = "lost_in_conversation.json"
 LIC_REVISION = "b6b71f418423c61cef0f439c610a4a655cc0e2d5"
-"""The dataset revision a public reproduction used (paper.md §4.1). Pinned so that runs compare;
-override with `-T revision=...`."""
+"""A dataset revision a public reproduction used. Pinned so that runs compare; override with `-T revision=...`."""
 
 CODE_SOURCES = ("humaneval", "lcb_easy", "lcb_medium")
 SOURCE_ALIASES = {"lcb": ("lcb_easy", "lcb_medium"), "livecodebench": ("lcb_easy", "lcb_medium")}
@@ -144,21 +148,20 @@ class LiCData(BaseModel):
     origin: str
 
 
-def download_lic(revision: str = LIC_REVISION) -> Path:
+def download_lic(revision: str = LIC_REVISION, task: TaskKind = "code") -> Path:
     """The dataset file from the HF hub at `revision` (cached by huggingface_hub)."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as ex:  # pragma: no cover - huggingface_hub is a dependency of the data extra
-        raise RuntimeError(
-            "Loading Lost in Conversation needs huggingface_hub: pip install 'userlm-plugin[data]'"
-        ) from ex
+        raise missing_dependency("huggingface_hub", "data", "Loading Lost in Conversation") from ex
     try:
         return Path(hf_hub_download(LIC_REPO, LIC_FILE, repo_type="dataset", revision=revision))
     except Exception as ex:  # noqa: BLE001 - network, auth and offline errors all get the same fix
-        raise RuntimeError(
-            f"Could not get {LIC_FILE} from the HF dataset {LIC_REPO} at revision {revision}: {ex}. "
-            "Download it once and pass -T data=<path to lost_in_conversation.json>, "
-            "or use the offline HumanEval data with -T dataset=humaneval."
+        offline = " or use the offline HumanEval data with -T dataset=humaneval" if task == "code" else ""
+        raise UsageError(
+            f"Could not get {LIC_FILE} from the HF dataset {LIC_REPO} at revision {revision} "
+            f"({type(ex).__name__}: {str(ex).splitlines()[0] if str(ex) else 'no detail'}). "
+            f"Download it once and pass -T data=<path to lost_in_conversation.json>{offline}."
         ) from ex
 
 
@@ -166,13 +169,13 @@ def read_records(path: Path) -> list[Any]:
     """The raw JSON list of records in a LiC file (a relative path is the shell's, see `resolve_user_path`)."""
     path = resolve_user_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"-T data={path}: no such file (expected lost_in_conversation.json)")
+        raise UsageError(f"-T data={path}: no such file (expected lost_in_conversation.json)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as ex:
-        raise ValueError(f"-T data={path}: not valid JSON ({ex})") from ex
+        raise UsageError(f"-T data={path}: not valid JSON ({ex})") from ex
     if not isinstance(raw, list):
-        raise ValueError(f"-T data={path}: expected a JSON list of records, got {type(raw).__name__}")
+        raise UsageError(f"-T data={path}: expected a JSON list of records, got {type(raw).__name__}")
     return raw
 
 
@@ -191,7 +194,7 @@ def expand_sources(sources: str | list[str] | None) -> set[str] | None:
         elif item in CODE_SOURCES:
             wanted.add(item)
         else:
-            raise ValueError(
+            raise UsageError(
                 f"-T sources: unknown source {item!r}; use any of {', '.join([*CODE_SOURCES, 'lcb'])}"
             )
     return wanted
@@ -213,12 +216,14 @@ def load_lic(
         sources: Code only: keep these sources (`humaneval`, `lcb_easy`, `lcb_medium`, `lcb`).
         on_invalid: `skip` malformed records (each is logged with its task_id) or `fail` the load.
     """
-    path = Path(data) if data is not None else download_lic(revision)
+    if on_invalid not in ("skip", "fail"):
+        raise UsageError(f"-T on_invalid must be skip or fail, got {on_invalid!r}")
+    if sources is not None and task != "code":
+        raise UsageError("-T sources applies to the coding eval only")
+    path = Path(data) if data is not None else download_lic(revision, task)
     origin = str(path) if data is not None else f"hf://datasets/{LIC_REPO}@{revision}/{LIC_FILE}"
     model = CodeRecord if task == "code" else MathRecord
     wanted = expand_sources(sources) if task == "code" else None
-    if sources is not None and task != "code":
-        raise ValueError("-T sources applies to the coding eval only")
     records: list[Any] = []
     errors: list[RecordError] = []
     for index, raw in enumerate(read_records(path)):
@@ -241,7 +246,7 @@ def load_lic(
         records.append(record)
     if errors:
         if on_invalid == "fail":
-            raise ValueError(
+            raise UsageError(
                 f"{len(errors)} malformed {task} record(s) in {origin}:\n" + "\n".join(map(str, errors))
             )
         for error in errors:
@@ -249,6 +254,6 @@ def load_lic(
     seen: set[str] = set()
     for record in records:
         if record.task_id in seen:
-            raise ValueError(f"duplicate task_id {record.task_id!r} in {origin}")
+            raise UsageError(f"duplicate task_id {record.task_id!r} in {origin}")
         seen.add(record.task_id)
     return LiCData(records=records, errors=errors, origin=origin)
