@@ -9,7 +9,9 @@ At each concurrency N, in one process, interleaved in every repeat (so machine l
 N conversations (0..2 earlier exchanges, so prompt lengths differ):
 
 * `userlm/ off`: N concurrent `Model.generate` calls through Inspect (template, engine, decoding, metadata, the
-  ModelCall), guardrails off (no first-token filter, no length/repetition checks, no retries);
+  ModelCall, the transcript event), guardrails off (no first-token filter, no length/repetition checks, no
+  retries); each call runs in its own task with its own transcript, created before the clock starts as an eval
+  creates it at sample start (created inside the call, Inspect seeds a fresh `random.Random` per call);
 * `userlm/ default`: the same with the paper's default guardrails (retries count as output tokens);
 * `raw batched`: one HF `model.generate` of the same N prompts (left-padded, HF sampling, eager, dynamic cache);
 * `raw static`: the same with `cache_implementation="static"` (compiled by HF on CUDA);
@@ -81,19 +83,33 @@ def conversations(n: int, shape: str) -> list[list[Any]]:
 async def through_inspect(
     model: Any, convs: list, max_tokens: int, guard: dict, seed0: int
 ) -> dict[str, Any]:
+    from inspect_ai.log import transcript
     from inspect_ai.model import GenerateConfig
+
+    from userlm_plugin.runtime.local import torch_thread
 
     stats = model.api.engine.stats
     before = (stats.generate_s, stats.steps, stats.row_steps)
-    configs = [
-        GenerateConfig(seed=seed0 + i, max_tokens=max_tokens, extra_body={"userlm": guard})
-        for i in range(len(convs))
+    go = asyncio.Event()
+
+    async def one(conv: list, config: GenerateConfig) -> Any:
+        transcript()  # in an eval each sample has its transcript before it calls a model: not timed here either
+        await go.wait()
+        return await model.generate(conv, config=config)
+
+    tasks = [
+        asyncio.create_task(
+            one(c, GenerateConfig(seed=seed0 + i, max_tokens=max_tokens, extra_body={"userlm": guard}))
+        )
+        for i, c in enumerate(convs)
     ]
+    await asyncio.sleep(0)
+    cpu0 = (time.thread_time(), torch_thread.call(time.thread_time))
     t0 = time.perf_counter()
-    outs = await asyncio.gather(
-        *[model.generate(c, config=cfg) for c, cfg in zip(convs, configs, strict=True)]
-    )
+    go.set()
+    outs = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
+    loop_cpu, torch_cpu = time.thread_time() - cpu0[0], torch_thread.call(time.thread_time) - cpu0[1]
     steps, row_steps = stats.steps - before[1], stats.row_steps - before[2]
     return {
         "wall_s": wall,
@@ -101,6 +117,8 @@ async def through_inspect(
         "steps": steps,
         "rows_per_step": row_steps / max(steps, 1),
         "outside_model": 1 - (stats.generate_s - before[0]) / wall,
+        "loop_cpu_s": loop_cpu,
+        "torch_cpu_s": torch_cpu,
     }
 
 
@@ -212,7 +230,8 @@ def print_round(n: int, best: dict[str, dict], step_bound: float) -> None:
         if key.startswith("userlm/"):
             extra = (
                 f"  {run['steps']} decode steps, {run['rows_per_step']:.1f} rows/step, "
-                f"{run['outside_model']:.0%} of wall outside model work"
+                f"{run['outside_model']:.0%} of wall outside model work; CPU: event loop "
+                f"{run['loop_cpu_s'] * 1e3:.0f} ms, torch thread {run['torch_cpu_s'] * 1e3:.0f} ms"
             )
         elif key == "bound":
             extra = f"  ({step_bound * 1e3:.3f} ms per decode step)"

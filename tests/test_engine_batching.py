@@ -199,3 +199,27 @@ def test_static_shape_step_draws_what_the_eager_step_draws(tiny_userlm_dir, make
     for a, b in zip(want, got, strict=True):
         assert a.end_logprob == pytest.approx(b.end_logprob, abs=1e-4)
     assert graphs.bucket(5, 100) == (8, 256) and graphs.bucket(1, 10) == (1, 256)
+
+
+def test_eager_attention_draws_what_sdpa_draws(tiny_userlm_dir, make_engine) -> None:
+    """Models on HF's eager attention get an additive float mask instead of SDPA's boolean one."""
+    from transformers import AutoModelForCausalLM
+
+    sdpa, loaded = make_engine(tiny_userlm_dir, max_batch_size=8, max_wait_ms=50)
+    model = AutoModelForCausalLM.from_pretrained(tiny_userlm_dir, attn_implementation="eager").eval()
+    eager = BatchingEngine(
+        model,
+        pad_id=loaded.pad_id,
+        stop_ids=loaded.stop_ids,
+        end_token_id=loaded.end_token_id,
+        whitespace_ids=loaded.whitespace_ids,
+        settings=EngineSettings(max_batch_size=8, max_wait_ms=50),
+    )
+    try:
+        requests = mixed_requests(loaded, 6)
+        want = [f.result(timeout=120) for f in [sdpa.submit(r) for r in requests]]
+        got = [f.result(timeout=120) for f in [eager.submit(r) for r in requests]]
+    finally:
+        eager.close()
+    assert eager.batch._float_mask and not sdpa.batch._float_mask
+    assert [outcome(r) for r in got] == [outcome(r) for r in want]

@@ -73,6 +73,8 @@ class RunningBatch:
         whitespace_ids: frozenset[int],
         max_rows: int,
     ) -> None:
+        if model.config._attn_implementation not in ("sdpa", "eager"):
+            model.set_attn_implementation("sdpa")  # our prepared 4D masks need SDPA (or eager) attention
         self.model = model
         self.base = model.base_model
         self.head = model.get_output_embeddings()
