@@ -140,13 +140,14 @@ def test_table_numbers_match_the_logs(logs: Path, tmp_path: Path) -> None:
     comparison, files = compare_logs(logs, tmp_path / "report")
     assert comparison.flags == [], [f.message for f in comparison.flags]
     rows = {(r.model, r.setting): r for r in comparison.rows}
-    assert set(rows) == {(m, s) for m in ANSWERS for s in ("single-turn", "simulated")}
+    # an unlabelled simulated run is labelled by its simulator (here the User LM preset), not "simulated"
+    assert set(rows) == {(m, s) for m in ANSWERS for s in ("single-turn", "userlm")}
     assert {r.base_task for r in comparison.rows} == {"arith"}  # wrapped runs compare with the original
 
     # hand-known P (order-invariant): alpha 75 -> 50, beta 25 -> 0
     assert rows[("mockllm/alpha", "single-turn")].metrics.P == pytest.approx(75.0)
-    assert rows[("mockllm/alpha", "simulated")].metrics.P == pytest.approx(50.0)
-    assert rows[("mockllm/beta", "simulated")].metrics.P == pytest.approx(0.0)
+    assert rows[("mockllm/alpha", "userlm")].metrics.P == pytest.approx(50.0)
+    assert rows[("mockllm/beta", "userlm")].metrics.P == pytest.approx(0.0)
     for row in comparison.rows:
         expected = _expected_from_log(row.log)
         assert row.metrics.P == pytest.approx(expected["P"])
@@ -159,12 +160,12 @@ def test_table_numbers_match_the_logs(logs: Path, tmp_path: Path) -> None:
     assert (alpha.metrics.A90, alpha.metrics.U) == (pytest.approx(95.0), pytest.approx(40.0))
     # costs: single-turn = 1 call per conversation; simulated = 2 assistant calls, 3 user calls
     assert alpha.cost == pytest.approx(4 * 0.001)
-    sim = rows[("mockllm/alpha", "simulated")]
+    sim = rows[("mockllm/alpha", "userlm")]
     assert sim.cost == pytest.approx(8 * 0.001) and sim.user_cost == pytest.approx(12 * 0.0005)
     assert sim.turns == pytest.approx(2.0) and alpha.turns == pytest.approx(1.0)
     assert sim.baseline == "single-turn"
     assert sim.delta_P == pytest.approx(-25.0) and sim.drop_P == pytest.approx(-100 / 3)
-    assert rows[("mockllm/beta", "simulated")].drop_P == pytest.approx(-100.0)
+    assert rows[("mockllm/beta", "userlm")].drop_P == pytest.approx(-100.0)
 
     # the rendered table shows the same numbers
     md = files.markdown.read_text()
@@ -182,17 +183,18 @@ def test_mismatched_simulators_in_one_setting_are_flagged(logs: Path, tmp_path: 
     mixed = tmp_path / "mixed"
     shutil.copytree(logs, mixed)
     # a third provider run whose simulator differs (scripted instead of the User LM) under the same label
+    # (labelled like the others on purpose: left unlabelled it would get its own row, "scripted")
     script = {"simulator": "scripted", "turns": ["How many legs do 2 cats have? answer please"]}
-    run(mixed, "mockllm/gamma", simulated=True, simulator=script)
+    run(mixed, "mockllm/gamma", simulated=True, simulator=script, setting="userlm")
     runs, skipped = load_runs(str(mixed))
     assert skipped == []
     comparison = build_comparison(runs)
     kinds = [f.kind for f in comparison.flags]
     assert "simulator_mismatch" in kinds
     flag = comparison.flags[kinds.index("simulator_mismatch")]
-    assert flag.setting == "simulated" and len(flag.logs) == 3
+    assert flag.setting == "userlm" and len(flag.logs) == 3
     assert "scripted" in flag.message and "userlm" in flag.message
-    flagged = {r.model for r in comparison.rows if r.setting == "simulated" and r.flags}
+    flagged = {r.model for r in comparison.rows if r.setting == "userlm" and r.flags}
     assert flagged == {"mockllm/alpha", "mockllm/beta", "mockllm/gamma"}
     assert all(not r.flags for r in comparison.rows if r.setting == "single-turn")
 
@@ -234,6 +236,8 @@ def test_dataset_and_eval_arg_differences_are_flagged(logs: Path, tmp_path: Path
 def test_cli_errors_on_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(tmp_path)]) == 1
     assert "No comparable runs" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nonexistent")]) == 1
+    assert f"LOG_DIR {tmp_path / 'nonexistent'} does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nonsense"])
 
@@ -277,3 +281,127 @@ def test_dict_scores_and_full_baseline_from_setting_arg(tmp_path: Path) -> None:
         compare_logs(tmp_path, score_key="nope")
     runs, skipped = load_runs(str(tmp_path), score_key="nope")
     assert runs == [] and all("no 'nope'" in why for _, why in skipped)
+
+
+def test_default_labels_keep_two_simulators_of_one_model_apart(logs: Path, tmp_path: Path) -> None:
+    """A prompted-like (here scripted) and a User LM run of one model, both left at the default label: two rows
+    named after their simulators, no `duplicate_runs`, nothing merged."""
+    both = tmp_path / "both"
+    shutil.copytree(logs, both)
+    script = {"simulator": "scripted", "turns": ["What is 6 times 7? answer please"]}
+    run(both, "mockllm/alpha", simulated=True, simulator=script)
+    comparison = build_comparison(load_runs(str(both))[0])
+    assert [f.kind for f in comparison.flags] == []
+    alpha = {(r.setting, r.simulator) for r in comparison.rows if r.model == "mockllm/alpha"}
+    assert alpha == {("single-turn", ""), ("userlm", "userlm"), ("scripted", "scripted")}
+
+
+def test_runs_that_differ_only_in_simulator_are_flagged_not_merged(logs: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same"
+    shutil.copytree(logs, same)
+    script = {"simulator": "scripted", "turns": ["What is 6 times 7? answer please"]}
+    run(same, "mockllm/alpha", simulated=True, simulator=script, setting="userlm")
+    comparison = build_comparison(load_runs(str(same))[0])
+    kinds = [f.kind for f in comparison.flags]
+    assert "duplicate_runs" not in kinds and kinds.count("simulator_mismatch") == 1
+    flag = comparison.flags[kinds.index("simulator_mismatch")]
+    assert "differ only in the simulator" in flag.message
+    rows = [r for r in comparison.rows if r.model == "mockllm/alpha" and r.setting == "userlm"]
+    assert sorted(r.simulator for r in rows) == ["scripted", "userlm"] and all(r.flags for r in rows)
+
+
+def _run_local_model(log_dir: Path, path: str, answers: list[str]) -> None:
+    model = get_model(
+        "mockllm/local", model_path=path, custom_outputs=[out(a, "mockllm/local") for a in answers]
+    )
+    [log] = eval(base_task(), model=model, log_dir=str(log_dir), display="none", max_samples=1)
+    assert log.status == "success"
+
+
+def test_a_model_is_its_name_plus_its_weights_or_server(tmp_path: Path) -> None:
+    """Two runs of one provider name with different weights folders are two models, not duplicates."""
+    _run_local_model(tmp_path, "/models/small-v1", ["8", "42", "8", "42"])
+    _run_local_model(tmp_path, "/models/large-v2", ["3", "1", "3", "1"])
+    comparison, _ = compare_logs(tmp_path, tmp_path / "out")
+    assert [f.kind for f in comparison.flags] == []
+    assert {r.model: r.metrics.P for r in comparison.rows} == {
+        "mockllm/local (large-v2)": 0.0,
+        "mockllm/local (small-v1)": 100.0,
+    }
+    # same folder name in two places: the labels fall back to the full paths instead of merging
+    _run_local_model(tmp_path / "more", "/elsewhere/small-v1", ["8", "42", "8", "42"])
+    runs, _ = load_runs(str(tmp_path))
+    assert {r.model for r in runs} == {
+        "mockllm/local (large-v2)",
+        "mockllm/local (/models/small-v1)",
+        "mockllm/local (/elsewhere/small-v1)",
+    }
+
+
+def test_html_has_runs_with_log_links_and_no_literal_backticks(logs: Path, tmp_path: Path) -> None:
+    import re
+
+    comparison, files = compare_logs(logs, tmp_path / "report")
+    page = files.html.read_text()
+    assert "`" not in page and "<code>full</code>" in page
+    assert "<h2>Runs</h2>" in page
+    links = re.findall(r"<a href='([^']+)'>", page)
+    assert len(links) == len(comparison.runs) == 4
+    assert all((files.html.parent / link).resolve().is_file() for link in links)
+    assert "<img src='comparison.png'" in page
+
+
+def test_without_matplotlib_the_chart_is_skipped_with_a_clear_message(
+    logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out_dir = tmp_path / "report"
+    assert main(["compare", str(logs), "--out", str(out_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "no chart: The comparison chart (comparison.png) requires the `matplotlib` package" in err
+    assert 'pip install "userlm-plugin[report]"' in err
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "comparison.html",
+        "comparison.json",
+        "comparison.md",
+    ]
+    assert "comparison.png" not in (out_dir / "comparison.html").read_text()
+
+
+def test_a_failure_while_rendering_writes_nothing(
+    logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from userlm_plugin.report import render
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("renderer broke")
+
+    monkeypatch.setattr(render, "to_html", broken)
+    with pytest.raises(RuntimeError, match="renderer broke"):
+        compare_logs(logs, tmp_path / "report")
+    assert not (tmp_path / "report").exists() or not any((tmp_path / "report").iterdir())
+
+
+def test_dataframe_api_on_inspect_analysis(logs: Path) -> None:
+    from userlm_plugin.report.frames import comparison_frame, conversations_frame, runs_frame
+
+    runs = runs_frame(logs)
+    assert len(runs) == 4 and set(runs["setting"]) == {"single-turn", "userlm"}
+    assert (
+        set(runs["model_label"]) == set(ANSWERS) and "task_name" in runs.columns
+    )  # Inspect's own columns too
+    convs = conversations_frame(logs)
+    assert len(convs) == 4 * len(QUESTIONS) * EPOCHS
+    simulated = convs[convs["setting"] == "userlm"]
+    assert set(simulated["stop_reason"]) == {"user_ended"} and (simulated["user_turns"] == 2).all()
+    assert convs[convs["setting"] == "single-turn"]["stop_reason"].isna().all()
+    comparison = build_comparison(load_runs(str(logs))[0])
+    table = comparison_frame(comparison)
+    by_key = table.set_index(["model", "setting"])["P"]
+    assert by_key[("mockllm/alpha", "single-turn")] == pytest.approx(75.0)
+    assert by_key[("mockllm/alpha", "userlm")] == pytest.approx(50.0)
+    # the per-conversation frame reproduces the report's P with pandas
+    scores = simulated[simulated["model_label"] == "mockllm/alpha"]["score_match"].map({"C": 100.0, "I": 0.0})
+    assert scores.mean() == pytest.approx(50.0)

@@ -53,6 +53,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     for path in (files.markdown, files.html, files.json, files.png):
         if path is not None:
             print(f"wrote {path}")
+    if files.png_skipped:
+        print(f"no chart: {files.png_skipped}", file=sys.stderr)
     if comparison.flags:
         print(f"{len(comparison.flags)} flag(s): see the report's 'Flags' section", file=sys.stderr)
         for flag in comparison.flags:

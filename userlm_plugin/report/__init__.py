@@ -2,13 +2,15 @@
 
 `compare_logs(log_dir, out_dir)` reads every log (Inspect's log API), builds one row per eval, model and
 setting with P, A90, U, turns and cost, the drop from `full` (or `single-turn`) to each simulated setting,
-flags runs that must not be compared silently, and writes Markdown, HTML, JSON and a PNG chart.
+flags runs that must not be compared silently, and writes Markdown, HTML, JSON and a PNG chart (matplotlib).
+`frames.py` gives the same data as pandas DataFrames on Inspect's `evals_df` / `samples_df`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigError
 from .compare import Comparison, Flag, Row, build_comparison
 from .metrics import Reliability, reliability
 from .render import ReportFiles, write_report
@@ -25,7 +27,7 @@ def compare_logs(
     runs, skipped = load_runs(str(log_dir), scorer=scorer, score_key=score_key)
     if not runs:
         why = "; ".join(f"{log}: {reason}" for log, reason in skipped[:5]) or "no .eval/.json logs found"
-        raise ValueError(f"No comparable runs under {log_dir} ({why}).")
+        raise ConfigError(f"No comparable runs under {log_dir} ({why}).")
     comparison = build_comparison(runs, skipped)
     files = write_report(comparison, Path(out_dir) if out_dir else Path(log_dir) / "comparison")
     return comparison, files

@@ -1,9 +1,10 @@
-"""Turn run summaries into a comparison: one row per (eval, model, setting) with P, A90, U, turns, cost,
-the drop from the baseline setting, and flags for runs that must not be silently compared.
+"""Turn run summaries into a comparison: one row per (eval, model, setting, simulator) with P, A90, U, turns,
+cost, the drop from the baseline setting, and flags for runs that must not be silently compared.
 
-Baseline: the setting `full` when a model has it (the sharded evals' FULL, paper.md §3.4), else
-`single-turn` (an unwrapped run of a task that `simulate` wrapped: the same fully specified instruction,
-sent in one turn). Every other setting of that model is compared against it.
+A model is its name plus what makes it another model (weights folder, server, served model); a setting's default
+label is the simulator's name. Baseline: the setting `full` when a model has it (the sharded evals' FULL,
+docs/lic.md), else `single-turn` (an unwrapped run of a task that `simulate` wrapped: the same fully specified
+instruction, sent in one turn). Every other setting of that model is compared against it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Row:
     model: str
     setting: str
     log: str
+    simulator: str
+    """The simulator's name ("" for single-turn runs): two rows of one model and setting differ here."""
     metrics: Reliability
     epochs: int
     turns: float
@@ -160,10 +163,13 @@ def _check(base: str, runs: list[RunSummary], flags: list[Flag]) -> None:
     for setting, group in by_setting.items():
         sims = _distinct(group, "simulator")
         if len(sims) > 1:
+            same_eval = all(len(_distinct(group, attr)) == 1 for attr in ("dataset", "eval_args", "epochs"))
+            only = " (the runs differ only in the simulator)" if same_eval else ""
             flag(
                 "simulator_mismatch",
-                f"Setting '{setting}' mixes simulators or simulator settings, so its rows are not comparable: "
-                f"{_describe_groups(sims)}. Give each simulator its own setting label (-T setting=...).",
+                f"Setting '{setting}' mixes simulators or simulator settings{only}, so its rows measure the "
+                f"simulator as much as the model: {_describe_groups(sims)}. Give each simulator its own setting "
+                "label (-T setting=..., or leave it unset: the default label is the simulator's name).",
                 group,
                 setting,
             )
@@ -189,19 +195,20 @@ def build_comparison(runs: list[RunSummary], skipped: list[tuple[str, str]] | No
     used: list[RunSummary] = []
     for base in sorted(by_base):
         first_flag = len(flags)
-        latest: dict[tuple[str, str], RunSummary] = {}
-        dupes: dict[tuple[str, str], list[RunSummary]] = defaultdict(list)
+        # a row is one model, setting and simulator: runs equal in all three are duplicates (the newest counts)
+        latest: dict[tuple[str, str, str], RunSummary] = {}
+        dupes: dict[tuple[str, str, str], list[RunSummary]] = defaultdict(list)
         for run in sorted(by_base[base], key=lambda r: r.created):
-            key = (run.model, run.setting)
+            key = (run.model, run.setting, _fmt(run.simulator))
             dupes[key].append(run)
             latest[key] = run
-        for (model, setting), group in dupes.items():
+        for (model, setting, _), group in dupes.items():
             if len(group) > 1:
                 flags.append(
                     Flag(
                         "duplicate_runs",
                         base,
-                        f"{len(group)} runs of {model} [{setting}]; the newest is used",
+                        f"{len(group)} runs of {model} [{setting}] with the same simulator; the newest is used",
                         setting,
                         [r.log for r in group],
                     )
@@ -209,33 +216,38 @@ def build_comparison(runs: list[RunSummary], skipped: list[tuple[str, str]] | No
         chosen = list(latest.values())
         used.extend(chosen)
         _check(base, chosen, flags)
-        base_rows: dict[tuple[str, str], Row] = {}
-        for (model, setting), run in latest.items():
-            base_rows[(model, setting)] = Row(
+        base_rows = [
+            Row(
                 base_task=base,
-                model=model,
-                setting=setting,
+                model=run.model,
+                setting=run.setting,
                 log=run.log,
+                simulator=run.simulator_name,
                 metrics=reliability(run.scores),
                 epochs=run.epochs,
                 turns=float(np.mean(run.user_turns)) if run.user_turns else 0.0,
                 cost=run.cost,
                 user_cost=run.user_cost,
             )
-        for (model, setting), row in base_rows.items():
-            baseline = next((b for b in BASELINE_SETTINGS if (model, b) in base_rows), None)
-            if baseline is None or baseline == setting:
+            for run in chosen
+        ]
+        for row in base_rows:
+            ref_row = next(
+                (r for b in BASELINE_SETTINGS for r in base_rows if r.model == row.model and r.setting == b),
+                None,
+            )
+            if ref_row is None or ref_row.setting == row.setting:
                 continue
-            ref = base_rows[(model, baseline)].metrics
-            row.baseline = baseline
+            ref = ref_row.metrics
+            row.baseline = ref_row.setting
             row.delta_P = row.metrics.P - ref.P
             row.drop_P = relative_drop(ref.P, row.metrics.P)
             row.drop_A90 = relative_drop(ref.A90, row.metrics.A90)
             row.drop_U = relative_drop(ref.U, row.metrics.U)
         for index in range(first_flag, len(flags)):
             concerned = set(flags[index].logs)
-            for row in base_rows.values():
+            for row in base_rows:
                 if row.log in concerned and (flags[index].setting in (None, row.setting)):
                     row.flags.append(index)
-        rows.extend(sorted(base_rows.values(), key=lambda r: (r.model, setting_sort_key(r.setting))))
+        rows.extend(sorted(base_rows, key=lambda r: (r.model, setting_sort_key(r.setting), r.simulator)))
     return Comparison(rows=rows, flags=flags, skipped=list(skipped or []), runs=used)

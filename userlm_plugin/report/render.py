@@ -2,20 +2,26 @@
 
 The chart is the paper's headline as a picture (Lost in Conversation Fig. 1 idea): per model, one bar per
 setting at P, with a line from the mean p10 to A90 (the spread whose width is U), so "the simulated
-setting is lower and wider" is visible at a glance.
+setting is lower and wider" is visible at a glance. It needs matplotlib (the `report` extra); without it the
+other files are still written and the page says nothing about a chart.
 """
 
 from __future__ import annotations
 
 import html
+import io
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MissingDependencyError, missing_dependency
 from .compare import Comparison, Row, setting_sort_key
 
 COLUMNS = [
     "model",
     "setting",
+    "simulator",
     "N",
     "P",
     "A90",
@@ -37,6 +43,8 @@ class ReportFiles:
     html: Path
     json: Path
     png: Path | None
+    png_skipped: str | None = None
+    """Why no chart was drawn (e.g. matplotlib is not installed), else None."""
 
 
 def _num(value: float | None, digits: int = 1, signed: bool = False) -> str:
@@ -59,6 +67,7 @@ def row_cells(row: Row) -> list[str]:
     return [
         row.model,
         row.setting,
+        row.simulator or "—",
         f"{m.instructions}×{row.epochs}",
         _num(m.P),
         _num(m.A90),
@@ -107,7 +116,7 @@ def to_markdown(comparison: Comparison) -> str:
         "|---|---|---|---|---|---|",
     ]
     for run in sorted(comparison.runs, key=lambda r: (r.base_task, r.model, setting_sort_key(r.setting))):
-        sim = ", ".join(run.simulator.get("simulator", [])) or "—"
+        sim = run.simulator_name or "—"
         out.append(
             f"| {run.base_task} | {run.model} | {run.setting} | {run.scorer} | {sim} | {Path(run.log).name} |"
         )
@@ -117,17 +126,27 @@ def to_markdown(comparison: Comparison) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_html(comparison: Comparison) -> str:
+def _inline(text: str) -> str:
+    """Escaped HTML with `code` spans rendered as <code> (never as literal backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def to_html(comparison: Comparison, out_dir: Path | None = None, chart: bool = True) -> str:
+    """The report page: the legend, the chart (when drawn), a table per eval, the flags, and every run with a
+    link to its log (relative to `out_dir`, where the page is written)."""
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>userlm-plugin comparison</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
-        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:nth-child(-n+2),th{text-align:left}"
-        "tr.flagged{background:#fff4e0}</style></head><body>",
+        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:nth-child(-n+3),th{text-align:left}"
+        "tr.flagged{background:#fff4e0}code{background:#f3f3f3;padding:0 3px}</style></head><body>",
         "<h1>Assistant comparison: single-turn vs. simulated users</h1>",
-        f"<p>{esc(LEGEND)}</p>",
-        "<img src='comparison.png' alt='P with p10–A90 range per model and setting' style='max-width:100%'>",
+        f"<p>{_inline(LEGEND)}</p>",
     ]
+    if chart:
+        parts.append(
+            "<img src='comparison.png' alt='P with p10–A90 range per model and setting' style='max-width:100%'>"
+        )
     for base in _tasks(comparison):
         parts.append(f"<h2>{esc(base)}</h2><table><thead><tr>")
         parts += [f"<th>{esc(c)}</th>" for c in COLUMNS]
@@ -140,15 +159,41 @@ def to_html(comparison: Comparison) -> str:
         parts.append("<h2>Flags: do not compare these silently</h2><ol>")
         for flag in comparison.flags:
             where = esc(flag.base_task + (f" [{flag.setting}]" if flag.setting else ""))
-            parts.append(f"<li><b>{esc(flag.kind)}</b> ({where}): {esc(flag.message)}</li>")
+            parts.append(f"<li><b>{esc(flag.kind)}</b> ({where}): {_inline(flag.message)}</li>")
         parts.append("</ol>")
+    parts.append("<h2>Runs</h2><table><thead><tr>")
+    parts += [f"<th>{c}</th>" for c in ("eval", "model", "setting", "simulator", "scorer", "log")]
+    parts.append("</tr></thead><tbody>")
+    for run in sorted(comparison.runs, key=lambda r: (r.base_task, r.model, setting_sort_key(r.setting))):
+        href = os.path.relpath(run.log, out_dir) if out_dir is not None else run.log
+        cells = [esc(run.base_task), esc(run.model), esc(run.setting), esc(run.simulator_name or "—")]
+        cells += [esc(run.scorer), f"<a href='{esc(href)}'>{esc(Path(run.log).name)}</a>"]
+        parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</tbody></table>")
+    parts.append(
+        f"<p>Open a run's transcripts with <code>inspect view --log-dir {esc(_log_dir(comparison))}</code>.</p>"
+    )
+    if comparison.skipped:
+        parts.append("<h2>Skipped logs</h2><ul>")
+        parts += [f"<li>{esc(log)}: {esc(why)}</li>" for log, why in comparison.skipped]
+        parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def to_png(comparison: Comparison, path: Path) -> Path:
-    """Grouped bars of P per model and setting, with a p10–A90 range line on each bar."""
-    import matplotlib
+def _log_dir(comparison: Comparison) -> str:
+    logs = [r.log for r in comparison.runs]
+    return os.path.commonpath([str(Path(log).parent) for log in logs]) if logs else "."
+
+
+def to_png(comparison: Comparison) -> bytes:
+    """Grouped bars of P per model and setting, with a p10–A90 range line on each bar (PNG bytes).
+
+    Raises MissingDependencyError when matplotlib (the `report` extra) is not installed."""
+    try:
+        import matplotlib
+    except ImportError as ex:
+        raise missing_dependency("matplotlib", "report", "The comparison chart (comparison.png)") from ex
 
     matplotlib.use("Agg")  # no display on CI or servers
     import matplotlib.pyplot as plt
@@ -182,15 +227,17 @@ def to_png(comparison: Comparison, path: Path) -> Path:
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=15, ha="right", fontsize=8)
         ax.set_ylim(0, 105)
-        ax.set_ylabel("score (0–100)")
+        ax.set_xlabel("model (assistant under test)")
+        ax.set_ylabel("P, score 0–100")
         hatched = any(r.flags for r in rows)
         note = "; hatched = flagged, see report" if hatched else ""
         ax.set_title(f"{base}: P (bar), p10–A90 range (line){note}", fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title="setting", title_fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return buffer.getvalue()
 
 
 def _max_models(comparison: Comparison) -> int:
@@ -201,14 +248,42 @@ def _max_models(comparison: Comparison) -> int:
 
 
 def write_report(comparison: Comparison, out_dir: str | Path, png: bool = True) -> ReportFiles:
-    """Write comparison.md, comparison.html, comparison.json and (unless png=False) comparison.png."""
+    """Write comparison.md, comparison.html, comparison.json and (unless png=False) comparison.png.
+
+    Everything is rendered in memory first and each file is written whole (temp file + rename), so a failure
+    leaves no half-written report. Without matplotlib the chart is skipped and `png_skipped` says why."""
     out = Path(out_dir)
+    chart: bytes | None = None
+    skipped: str | None = None
+    if png and comparison.rows:
+        try:
+            chart = to_png(comparison)
+        except MissingDependencyError as ex:
+            skipped = str(ex)
     out.mkdir(parents=True, exist_ok=True)
-    md = out / "comparison.md"
-    md.write_text(to_markdown(comparison), encoding="utf-8")
-    page = out / "comparison.html"
-    page.write_text(to_html(comparison), encoding="utf-8")
-    data = out / "comparison.json"
-    data.write_text(comparison.to_json(), encoding="utf-8")
-    chart = to_png(comparison, out / "comparison.png") if png and comparison.rows else None
-    return ReportFiles(markdown=md, html=page, json=data, png=chart)
+    texts = {
+        "comparison.md": to_markdown(comparison),
+        "comparison.html": to_html(comparison, out, chart=chart is not None),
+        "comparison.json": comparison.to_json(),
+    }
+    rendered: dict[str, bytes] = {name: text.encode("utf-8") for name, text in texts.items()}
+    if chart is not None:
+        rendered["comparison.png"] = chart
+    for name, data in rendered.items():
+        _write_whole(out / name, data)
+    stale_chart = out / "comparison.png"
+    if chart is None and stale_chart.exists():
+        stale_chart.unlink()  # an old chart would not match the new tables
+    return ReportFiles(
+        markdown=out / "comparison.md",
+        html=out / "comparison.html",
+        json=out / "comparison.json",
+        png=out / "comparison.png" if chart is not None else None,
+        png_skipped=skipped,
+    )
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..records import conversation_from_store
@@ -32,6 +33,8 @@ class RunSummary:
     base_task: str
     """The eval being compared across settings: the wrapped task for `simulate` runs, else `task`."""
     model: str
+    """What the table calls the model: its name, plus what tells two runs of one name apart (`model_path`
+    folder, server address, served model), e.g. `hf/local (smollm2-135m-instruct)`."""
     setting: str
     simulated: bool
     scorer: str
@@ -54,6 +57,13 @@ class RunSummary:
     created: str
     errors: int = 0
     notes: list[str] = field(default_factory=list)
+    model_identity: dict[str, Any] = field(default_factory=dict)
+    """The model's name and the args that make it a different model (`MODEL_IDENTITY_ARGS`)."""
+
+    @property
+    def simulator_name(self) -> str:
+        """The simulator's name(s) for tables ("" for single-turn runs)."""
+        return ", ".join(self.simulator.get("simulator", []))
 
     @property
     def sample_ids(self) -> frozenset[str]:
@@ -108,6 +118,40 @@ def _user_role(log: Any) -> Any:
         }
         for c in configs
     ]
+
+
+MODEL_IDENTITY_ARGS = ("model_path", "model_name", "served_model_name", "api_base", "base_url")
+"""`-M` args that make two runs of one model name different models (weights folder, server, served model)."""
+
+
+def model_identity(log: Any) -> dict[str, Any]:
+    """The model under test: its name, the identity args it was given, and `--model-base-url`."""
+    args = log.eval.model_args or {}
+    identity = {
+        "model": log.eval.model,
+        **{k: args[k] for k in MODEL_IDENTITY_ARGS if args.get(k) is not None},
+    }
+    if log.eval.model_base_url:
+        identity["base_url"] = log.eval.model_base_url
+    return _canonical(identity)
+
+
+def model_label(identity: dict[str, Any], full: bool = False) -> str:
+    """`name (qualifiers)`: the weights folder's name (or path, with `full`), server address, served model."""
+    from pathlib import PurePath
+    from urllib.parse import urlparse
+
+    qualifiers = []
+    for key, value in identity.items():
+        if key == "model":
+            continue
+        text = str(value)
+        if key == "model_path" and not full:
+            text = PurePath(text.rstrip("/")).name or text
+        elif key in ("api_base", "base_url"):
+            text = urlparse(text).netloc or text
+        qualifiers.append(text)
+    return identity["model"] + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 
 
 def _dataset_identity(log: Any) -> dict[str, Any]:
@@ -179,7 +223,9 @@ def load_run(path: str, scorer: str | None = None, score_key: str | None = None)
     task_args = dict(header.eval.task_args or {})
     metadata = dict(header.eval.metadata or {})
     wrap = metadata.get(WRAP_METADATA_KEY) or {}
-    setting = task_args.get("setting") or wrap.get("setting") or (SIMULATED if simulated else SINGLE_TURN)
+    # unlabelled simulated runs are labelled by their simulator, so two simulators never share a row silently
+    default_setting = (", ".join(sorted(sim_names)) or SIMULATED) if simulated else SINGLE_TURN
+    setting = task_args.get("setting") or wrap.get("setting") or default_setting
     base_task = wrap.get("wrapped_task") or header.eval.task
     # the underlying eval's args: what the wrapper recorded (defaults included), else the run's own task args
     eval_args = wrap.get("task_args", {k: v for k, v in task_args.items() if k not in SIMULATION_ARGS})
@@ -207,11 +253,13 @@ def load_run(path: str, scorer: str | None = None, score_key: str | None = None)
     if cost is not None and user_cost is not None and role and any(r["model"] == model for r in role):
         cost -= user_cost  # the user role ran on the same model: model_usage holds both
     epochs = header.eval.config.epochs or 1
+    identity = model_identity(header)
     return RunSummary(
         log=path,
         task=header.eval.task,
         base_task=base_task,
-        model=model,
+        model=model_label(identity),
+        model_identity=identity,
         setting=str(setting),
         simulated=simulated,
         scorer=scorer,
@@ -236,6 +284,10 @@ def load_runs(
     """Every log under `log_dir` (recursively): (runs, skipped [(log, why)])."""
     from inspect_ai.log import list_eval_logs
 
+    from ..errors import ConfigError
+
+    if not Path(log_dir).is_dir():
+        raise ConfigError(f"LOG_DIR {log_dir} does not exist (or is not a folder).")
     runs: list[RunSummary] = []
     skipped: list[tuple[str, str]] = []
     for info in list_eval_logs(str(log_dir), recursive=True, descending=False):
@@ -244,4 +296,15 @@ def load_runs(
             runs.append(load_run(path, scorer=scorer, score_key=score_key))
         except ValueError as ex:
             skipped.append((path, str(ex)))
+    _disambiguate_labels(runs)
     return runs, skipped
+
+
+def _disambiguate_labels(runs: list[RunSummary]) -> None:
+    """Two different models must never share a label (their rows would merge): fall back to full paths."""
+    identities: dict[str, set[str]] = {}
+    for run in runs:
+        identities.setdefault(run.model, set()).add(json.dumps(run.model_identity, sort_keys=True))
+    for run in runs:
+        if len(identities[run.model]) > 1:
+            run.model = model_label(run.model_identity, full=True)
