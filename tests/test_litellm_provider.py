@@ -226,6 +226,8 @@ async def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch: pytest
     output, model_call = await call(a)
     assert isinstance(output, LiteLLMClientSetupError)
     assert "-M api_key=" in str(output) and "Missing credentials" in str(output)
+    # a role model never sees -M: the hint says how to give the key to the role
+    assert "--model-role 'user={model: litellm/openai/local, model_args: {api_key: ...}}'" in str(output)
     assert not a.should_retry(output)
     assert model_call.response is not None
 

@@ -140,7 +140,9 @@ class LiteLLMClientSetupError(Exception):
         self.model = model
         super().__init__(
             f"litellm/{model}: the client could not send the request ({cause}). Set the provider's API key "
-            "variable or pass -M api_key=... (any string for a local OpenAI-compatible server)."
+            "variable, or pass the key (any string for a local OpenAI-compatible server): -M api_key=... reaches "
+            "--model only; for a role model put it in the role's model_args, e.g. "
+            f"--model-role 'user={{model: litellm/{model}, model_args: {{api_key: ...}}}}'."
         )
 
 
