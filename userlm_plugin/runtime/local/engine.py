@@ -245,7 +245,9 @@ class BatchingEngine:
 
         Into a running batch, arrivals join as a group once the burst is over (no arrival for `max_wait_ms`) or
         the first of them has waited `max_hold_ms`: one prefill for a burst instead of one per step."""
-        if self.batch.n and self._pending:
+        if not self._pending:
+            return
+        if self.batch.n:
             now, settings = time.perf_counter(), self.settings
             if (
                 now - self._pending[-1].enqueued < settings.max_wait_ms / 1000
