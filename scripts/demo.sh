@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TO
 export INSPECT_LOG_LEVEL=warning
 MODEL_DIR=.cache/smollm2-135m-instruct
 
-# transformers loads the GGUF directly but cannot save it; convert once to a plain bf16 folder (notes §3).
+# transformers loads the GGUF directly but cannot save it; convert once to a plain bf16 folder.
 .venv/bin/python - "$MODEL_DIR" <<'PY'
 import importlib.util, pathlib, shutil, sys, time
 out = pathlib.Path(sys.argv[1])

@@ -2,7 +2,7 @@
 limit aborts the loop), bad sample metadata, presets, agents and tools as the assistant, and that the simulated
 user's tokens and turns never count against the assistant's limits.
 
-mockllm plays the assistant and the `user` role; every scripted output carries `usage` (notes G4).
+mockllm plays the assistant and the `user` role; every scripted output carries `usage` (otherwise mockllm fetches a tokenizer from the hub; docs/inspect.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Inspect imports every plugin's registry on every run (notes G7): ours must not drag in heavy libraries."""
+"""Inspect imports every plugin's registry on every run: ours must not drag in heavy libraries."""
 
 import json
 import subprocess

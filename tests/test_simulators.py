@@ -3,7 +3,7 @@ fallback), userlm (message layout, sampling defaults, provider metadata), and th
 
 Model-backed simulators run inside a real (tiny) Inspect eval with `mockllm` playing both the assistant and the
 `user` role, so role resolution, configs and limits are the real ones. Every scripted output carries `usage`
-(notes G4: otherwise mockllm downloads a tokenizer).
+(otherwise mockllm downloads a tokenizer; docs/inspect.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Corpus-level P, A90, U for reports, built on the scoring engineer's per-instruction functions
-(`userlm_plugin.scoring.answers.reliability`, paper.md §3.5), plus the mean p10 the chart needs.
+(`userlm_plugin.scoring.answers.reliability`; definitions in docs/lic.md and docs/metrics.md), plus the mean p10 the chart needs.
 
 With one run per instruction (one epoch) A90 = P and U = 0: reports say so rather than hide it.
 """

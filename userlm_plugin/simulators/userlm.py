@@ -1,7 +1,7 @@
 """The User LM as the simulated user (UserLM-8b, "Flipping the Dialogue" §2).
 
 UserLM was trained to write the *next user turn* given the intent as the system message and the conversation with
-its real roles, so nothing is flipped (paper.md §1.3): the model sees `[system=intent] + ctx.user_view()` — only what
+its real roles, so nothing is flipped (arXiv 2510.06552 §2.2; docs/userlm.md): the model sees `[system=intent] + ctx.user_view()` — only what
 a real user sees (no system prompt, tool calls, tool results or reasoning). Guardrails (first-token ban, end-token
 ban, length and repetition resampling; paper Appendix D.1) run inside the `userlm/` provider, which reports its
 decisions in `output.metadata["userlm"]`; this simulator turns them into the `UserTurn` the solver logs.
@@ -67,7 +67,7 @@ def turn_from_output(output: ModelOutput, facts: dict[str, Any] | None = None) -
 
     The `userlm/` provider's contract: `metadata["userlm"]` holds `end_reason`, `rejected`, `retries` and
     `guardrails_exhausted`, and `completion == ""` when the user ended. Outputs from other providers carry no such
-    metadata; then `<|endconversation|>` (kept as text: it is not a special token, paper.md §1.2) or an empty turn
+    metadata; then `<|endconversation|>` (kept as text: it is not a special token; docs/userlm.md) or an empty turn
     ends the conversation, and any text before the token is kept in the record's metadata.
     """
     meta = (output.metadata or {}).get(USERLM_METADATA_KEY) or {}

@@ -1,4 +1,4 @@
-"""Probe sets for measuring a simulated user (paper.md §2.6 robustness probes), as Inspect samples.
+"""Probe sets for measuring a simulated user (the robustness probes of arXiv 2510.06552 §2.6; docs/metrics.md), as Inspect samples.
 
 Each probe is a fixed conversation prefix that ends with an assistant turn (or is empty, for the first-turn
 probe); the simulator under test writes ONE next user turn and scorers judge it:
@@ -34,7 +34,7 @@ ProbeName = Literal["role", "intent", "first_turn", "termination"]
 PROBES: tuple[ProbeName, ...] = ("role", "intent", "first_turn", "termination")
 
 INTENT_PREFIX = "You are a user chatting with an assistant language model to "
-"""The opening every UserLM training intent has (paper.md §2.2)."""
+"""The opening every UserLM training intent has (arXiv 2510.06552 §2.2; docs/userlm.md)."""
 
 HF_SOURCES: dict[str, dict[str, str]] = {
     # revision from two third-party pins that agree (not re-checked here: no hub access while writing this)
