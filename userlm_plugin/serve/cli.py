@@ -2,7 +2,9 @@
 
 MODEL is what follows `userlm/` in Inspect (a hub id or a local folder); `-M` takes the same model args as
 `userlm/` (guardrails, batching, device, or `base_url=` to front a remote vLLM server), values parsed as YAML
-like Inspect's `-M`. The model is loaded before the port opens, so a client that sees `/health` answer can send.
+like Inspect's `-M`. The model (or, with `base_url`, the served model's tokenizer) is loaded before the port
+opens, so a client that sees `/health` answer can send. `--max-body-bytes`, `--max-tokens-limit` and
+`--max-retries-limit` bound what one request may cost (docs/serving.md "serve under abuse").
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+from ..errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -23,8 +27,11 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"-M expects key=value, got {item!r}")
-        args[key.strip()] = yaml.safe_load(value) if value else ""
+            raise ConfigError(f"-M expects key=value, got {item!r}")
+        try:
+            args[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"-M {key.strip()}: the value is not valid YAML ({error})") from error
     return args
 
 
@@ -55,6 +62,18 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         default=512,
         help="largest max_tokens a request may ask for (default 512)",
     )
+    parser.add_argument(
+        "--max-retries-limit",
+        type=int,
+        default=10,
+        help="largest guardrail max_retries a request may ask for (default 10)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=8 * 1024 * 1024,
+        help="request body cap in bytes, chunked uploads included (default 8 MiB)",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     parser.set_defaults(run=run_serve)
     return parser
@@ -67,24 +86,39 @@ def served_name_for(model: str) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     try:
         model_args = parse_model_args(args.model_args)
-    except ValueError as error:
+    except ConfigError as error:
         print(f"userlm-plugin serve: {error}", file=sys.stderr)
         return 2
     if not 1 <= args.port <= 65535:
         print(f"userlm-plugin serve: --port must be in 1..65535, got {args.port}", file=sys.stderr)
         return 2
+    for flag, value in (
+        ("--max-tokens-limit", args.max_tokens_limit),
+        ("--max-body-bytes", args.max_body_bytes),
+        ("--max-retries-limit", args.max_retries_limit + 1),
+    ):
+        if value < 1:
+            print(f"userlm-plugin serve: {flag} must be positive", file=sys.stderr)
+            return 2
     import uvicorn
     from inspect_ai.model import get_model
 
     from .app import create_app
+    from .protocol import ServeLimits
 
     try:
         model = get_model(f"userlm/{args.model}", memoize=False, **model_args)
+        model.api.backend  # noqa: B018 - load now (weights, or the served model's tokenizer), not on request 1
     except Exception as error:  # noqa: BLE001 - a clear message instead of a traceback
         print(f"userlm-plugin serve: could not load userlm/{args.model}: {error}", file=sys.stderr)
         return 1
     name = args.served_model_name or served_name_for(args.model)
-    app = create_app(model.api, served_name=name, max_tokens_limit=args.max_tokens_limit)
+    limits = ServeLimits(
+        max_body_bytes=args.max_body_bytes,
+        max_tokens=args.max_tokens_limit,
+        max_retries=args.max_retries_limit,
+    )
+    app = create_app(model.api, served_name=name, limits=limits)
     print(
         f"userlm-plugin serve: userlm/{args.model} as {name!r} on http://{args.host}:{args.port}/v1",
         flush=True,
