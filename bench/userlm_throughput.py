@@ -193,7 +193,7 @@ async def bench(args: argparse.Namespace, name: str, loaded: Any) -> list[dict]:
     warm = conversations(2, args.shape)
     await through_inspect(model, warm, 4, OFF, 0)
     warm_prompts = prompt_ids(loaded.tokenizer, warm)
-    for static in (False, True):
+    for static in (False,) if args.skip_static else (False, True):
         torch_thread.call(raw_generate, loaded, warm_prompts, 4, 0, static)
     rows = []
     for n in args.concurrency:
@@ -205,8 +205,11 @@ async def bench(args: argparse.Namespace, name: str, loaded: Any) -> list[dict]:
                 "userlm/ off": await through_inspect(model, convs, args.max_tokens, OFF, 1000 * r),
                 "raw batched": torch_thread.call(raw_generate, loaded, prompts, args.max_tokens, r, False),
                 "userlm/ default": await through_inspect(model, convs, args.max_tokens, {}, 1000 * r),
-                "raw static": torch_thread.call(raw_generate, loaded, prompts, args.max_tokens, r, True),
             }
+            if not args.skip_static:
+                runs["raw static"] = torch_thread.call(
+                    raw_generate, loaded, prompts, args.max_tokens, r, True
+                )
             if not args.skip_sequential:
                 runs["raw sequential"] = torch_thread.call(
                     raw_sequential, loaded, prompts, args.max_tokens, r
@@ -257,6 +260,12 @@ async def staggered(model: Any, args: argparse.Namespace) -> dict:
         t += rng.expovariate(1000 / args.mean_gap_ms)
         plan.append((t, args.long_tokens if i % 4 == 0 else args.max_tokens))
     latencies: dict[str, list[float]] = {"short": [], "long": []}
+    alone = []
+    for i in range(3):  # reference: a short request on an idle engine
+        t0 = time.perf_counter()
+        config = GenerateConfig(seed=i, max_tokens=args.max_tokens, extra_body={"userlm": OFF})
+        await model.generate(convs[i], config=config)
+        alone.append(time.perf_counter() - t0)
     start = time.perf_counter()
 
     async def one(i: int, at: float, max_tokens: int) -> None:
@@ -273,7 +282,8 @@ async def staggered(model: Any, args: argparse.Namespace) -> dict:
         f"wall {wall:.2f} s",
         flush=True,
     )
-    summary = {}
+    summary: dict[str, Any] = {"short_alone_s": min(alone)}
+    print(f"  a short request alone on an idle engine: {min(alone) * 1e3:.0f} ms", flush=True)
     for kind, values in latencies.items():
         if values:
             values.sort()
@@ -308,6 +318,9 @@ def main() -> int:
     parser.add_argument("--long-tokens", type=int, default=400)
     parser.add_argument(
         "--skip-sequential", action="store_true", help="skip raw sequential (slow on a GPU at 64)"
+    )
+    parser.add_argument(
+        "--skip-static", action="store_true", help="skip raw static cache (compiles per shape on CUDA)"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
