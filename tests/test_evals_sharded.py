@@ -332,6 +332,7 @@ def test_wrong_task_arguments_are_usage_errors(kind: str, args: dict[str, Any], 
         sharded_task(kind, **args)
 
 
+@pytest.mark.slow  # starts the `inspect` CLI in a subprocess (its imports take most of the time)
 def test_cli_prints_one_line_before_any_model_loads(tmp_path) -> None:
     # the task is built (and its arguments checked) before any sample runs: one line, no traceback
     result = subprocess.run(
