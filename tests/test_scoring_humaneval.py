@@ -1,5 +1,6 @@
-"""The bar: every canonical HumanEval solution passes the code scorer's pipeline (extraction -> test program ->
-confined run), and a wrong one fails. Runs in parallel; still part of CI."""
+"""The bar: every canonical HumanEval solution passes the code scorer's pipeline (extraction -> test spec -> isolated
+run, `check` in the trusted launcher), with and without LiC's import preamble, and a wrong one fails. Runs in
+parallel; still part of CI."""
 
 import asyncio
 
@@ -12,21 +13,27 @@ from userlm_plugin.scoring.answers.code import build_spec, extract_function
 from userlm_plugin.scoring.answers.runner import run_tests
 
 
-async def _score(answer: str, metadata: dict, env, gate: asyncio.Semaphore):
+async def _score(answer: str, metadata: dict, env, gate: asyncio.Semaphore, preamble: bool | None = None):
     code = extract_function(answer, metadata["func_name"])
     assert code is not None, metadata["task_id"]
+    spec = build_spec(code, metadata)
+    if preamble is not None:
+        spec = spec.model_copy(update={"preamble": preamble})
     async with gate:
-        return await run_tests(build_spec(code, metadata), env=env)
+        return await run_tests(spec, env=env)
 
 
 @pytest.mark.slow
-async def test_all_164_canonical_solutions_pass() -> None:
+@pytest.mark.parametrize("preamble", [False, True])
+async def test_all_164_canonical_solutions_pass(preamble: bool) -> None:
     problems = load_humaneval()
     assert len(problems) == 164
     env, gate = LocalSandboxEnvironment(), asyncio.Semaphore(4)
     answers = [f"Here you go:\n```python\n{p.canonical_program}\n```" for p in problems]
     metadata = [code_sample(p, "full").metadata for p in problems]
-    results = await asyncio.gather(*(_score(a, m, env, gate) for a, m in zip(answers, metadata, strict=True)))
+    results = await asyncio.gather(
+        *(_score(a, m, env, gate, preamble) for a, m in zip(answers, metadata, strict=True))
+    )
     failed = {p.task_id: r.explanation() for p, r in zip(problems, results, strict=True) if not r.passed}
     assert failed == {}
 
@@ -40,4 +47,4 @@ async def test_a_wrong_solution_fails() -> None:
         LocalSandboxEnvironment(),
         asyncio.Semaphore(1),
     )
-    assert not result.passed and "AssertionError" in result.failure["error"]
+    assert not result.passed and result.failure["error"].startswith("AssertionError")

@@ -1,10 +1,16 @@
-"""The confined runner (scoring/runner.py): pass/fail, timeouts, and the local sandbox's gaps closed."""
+"""The isolated runner (scoring/answers/runner.py + isolation/): pass/fail, limits, explanations, LiC's preamble and
+class answers, encoded private tests, and the isolation level it reports (docs/grading.md). Hostile answers are in
+tests/test_grading_attacks.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
+import shutil
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,8 @@ from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 
 from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
 
-CHECK = "\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n"
+CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+ROOT = os.geteuid() == 0
 
 
 @pytest.fixture
@@ -21,44 +28,89 @@ def env() -> LocalSandboxEnvironment:
 
 
 def spec(body: str, check: str = CHECK) -> TestSpec:
-    return TestSpec(mode="check", program=body + check, entry_point="add")
+    return TestSpec(mode="check", program=body, check=check, entry_point="add")
 
 
-async def test_correct_solution_passes(env) -> None:
+def functional(program: str, name: str, tests: list[dict], **fields) -> TestSpec:
+    return TestSpec(mode="functional", program=program, func_name=name, tests=tests, **fields)
+
+
+def got(result) -> object:
+    import ast
+
+    assert result.failure and "got" in result.failure, result.explanation()
+    return ast.literal_eval(result.failure["got"])
+
+
+async def test_correct_solution_passes_and_says_how_it_was_isolated(env) -> None:
     result = await run_tests(spec("def add(a, b):\n    return a + b\n"), env=env)
     assert result.passed and result.n_passed == 1 and result.explanation() == "passed 1/1 tests"
+    assert result.isolation == ("user" if ROOT else "process")
+    if ROOT:
+        assert result.isolation_detail.startswith("uid ")
 
 
-async def test_wrong_solution_fails_with_first_failing_test(env) -> None:
+async def test_process_isolation_can_be_requested_and_is_reported(env) -> None:
+    result = await run_tests(
+        spec("def add(a, b):\n    return a + b\n"), RunLimits(isolation="process"), env=env
+    )
+    assert result.passed and result.isolation == "process"
+    assert "process isolation requested" in result.isolation_detail
+
+
+async def test_wrong_solution_fails_with_first_failing_test_and_stderr(env) -> None:
     result = await run_tests(
         spec("import sys\ndef add(a, b):\n    print('oops', file=sys.stderr)\n    return a - b\n"), env=env
     )
     assert not result.passed
-    assert "AssertionError" in result.failure["error"]
+    assert result.failure["error"].startswith("AssertionError")
+    assert "assert candidate(2, 3) == 5" in result.failure["traceback"]  # the failing line of the check
     explanation = result.explanation()
-    assert "first failing test" in explanation
+    assert "first failing test" in explanation and "oops" in explanation
 
 
 async def test_load_error_is_explained(env) -> None:
     result = await run_tests(spec("def add(a, b)\n    return a + b\n"), env=env)
     assert not result.passed and "failed to load" in result.error and "SyntaxError" in result.error
+    missing = await run_tests(spec("def plus(a, b):\n    return a + b\n"), env=env)
+    assert "function 'add' is not defined" in missing.error
 
 
-async def test_infinite_loop_is_killed_and_the_next_run_works(env) -> None:
+async def test_a_spec_must_be_complete() -> None:
+    with pytest.raises(ValueError, match="needs `check`"):
+        TestSpec(mode="check", program="def add(a, b): ...", entry_point="add")
+    with pytest.raises(ValueError, match="needs `func_name`"):
+        TestSpec(mode="functional", program="def add(a, b): ...")
+
+
+async def test_infinite_loops_are_stopped_by_the_trusted_side(env) -> None:
     limits = RunLimits(timeout_per_test_s=1, max_wall_s=3)
     looping = await run_tests(spec("def add(a, b):\n    while True:\n        pass\n"), limits, env=env)
     assert not looping.passed and "timed out after 1s" in looping.failure["error"]
-    # code that ignores the per-test alarm is killed by the launcher's wall timeout (whole process group)
-    stubborn = (
+    stubborn = (  # blocking signals changes nothing: the launcher keeps the time and kills the worker
         "import signal\n"
         "def add(a, b):\n"
-        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGTERM})\n"
         "    while True:\n        pass\n"
     )
     killed = await run_tests(spec(stubborn), limits, env=env)
-    assert not killed.passed and killed.timed_out and "wall timeout" in killed.error
+    assert not killed.passed and "timed out after 1s" in killed.failure["error"]
+    slow_load = await run_tests(
+        spec("import time\ntime.sleep(5)\ndef add(a, b):\n    return a + b\n"), limits, env=env
+    )
+    assert "loading the code timed out after 1s" in slow_load.error
     after = await run_tests(spec("def add(a, b):\n    return a + b\n"), limits, env=env)
     assert after.passed
+
+
+async def test_the_wall_timeout_caps_the_whole_run(env) -> None:
+    program = "import time\ndef slow(x):\n    time.sleep(0.8)\n    return x\n"
+    tests = [{"input": str(i), "output": str(i)} for i in range(5)]
+    result = await run_tests(
+        functional(program, "slow", tests), RunLimits(timeout_per_test_s=1, max_wall_s=2), env=env
+    )
+    assert not result.passed and result.timed_out and "wall timeout (2s)" in result.error
+    assert 0 < result.n_passed < 5
 
 
 async def test_generated_code_sees_no_api_keys(env, monkeypatch) -> None:
@@ -66,20 +118,20 @@ async def test_generated_code_sees_no_api_keys(env, monkeypatch) -> None:
     program = (
         "import os\n"
         "def leak():\n"
-        "    parent = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode(errors='replace')\n"
-        "    return [sorted(os.environ), 'sk-test-secret' in parent]\n"
+        "    try:\n"
+        "        parent = open(f'/proc/{os.getppid()}/environ', 'rb').read().decode(errors='replace')\n"
+        "    except OSError as ex:\n"
+        "        parent = type(ex).__name__\n"
+        "    return [sorted(os.environ), 'sk-test-secret' in parent, parent == 'PermissionError']\n"
     )
-    result = await run_tests(
-        TestSpec(
-            mode="functional", program=program, func_name="leak", tests=[{"input": "", "output": "null"}]
-        ),
-        env=env,
-    )
-    seen_keys, parent_has_secret = json.loads(
-        result.failure["got"].replace("'", '"').replace("False", "false").replace("True", "true")
+    seen_keys, parent_has_secret, denied = got(
+        await run_tests(functional(program, "leak", [{"input": "", "output": "null"}]), env=env)
     )
     assert "OPENAI_API_KEY" not in seen_keys and "PATH" in seen_keys
     assert parent_has_secret is False
+    assert (
+        denied is ROOT
+    )  # as root the candidate runs as another uid: the launcher's /proc entries are closed
 
 
 async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch) -> None:
@@ -92,13 +144,9 @@ async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch) -> N
         "    open(os.path.join(tempfile.gettempdir(), 'tmp.txt'), 'w').write('x')\n"
         "    return [os.getcwd(), os.path.expanduser('~'), tempfile.gettempdir()]\n"
     )
-    result = await run_tests(
-        TestSpec(
-            mode="functional", program=program, func_name="where", tests=[{"input": "", "output": "null"}]
-        ),
-        env=env,
+    cwd, home, tmp = got(
+        await run_tests(functional(program, "where", [{"input": "", "output": "null"}]), env=env)
     )
-    cwd, home, tmp = json.loads(result.failure["got"].replace("'", '"'))
     assert cwd == home == tmp and Path(cwd).name.startswith("userlm_run_")
     assert not Path(cwd).exists()  # the run's temp dir (and everything written in it) is gone
     assert list(tmp_path.iterdir()) == [] and not (Path(env.directory.name) / "relative.txt").exists()
@@ -115,18 +163,23 @@ def _processes_with(arg: str) -> list[int]:
     return found
 
 
-async def test_forked_background_processes_are_gone_afterwards(env) -> None:
-    program = (
-        "import subprocess, os\n"
-        "def add(a, b):\n"
-        "    subprocess.Popen(['sleep', '913.25'])\n"
-        "    subprocess.Popen(['sleep', '913.5'], start_new_session=True)\n"
-        "    if os.fork() == 0:\n"
-        "        os.setsid()\n"
-        "        os.execvp('sleep', ['sleep', '913.75'])\n"
-        "    return a + b\n"
-    )
-    result = await run_tests(spec(program), env=env)
+FORKING = (
+    "import subprocess, os\n"
+    "def add(a, b):\n"
+    "    subprocess.Popen(['sleep', '913.25'])\n"
+    "    subprocess.Popen(['sleep', '913.5'], start_new_session=True)\n"
+    "    if os.fork() == 0:\n"
+    "        os.setsid()\n"
+    "        if os.fork() == 0:\n"
+    "            os.execve('/bin/sleep', ['sleep', '913.75'], {})\n"
+    "        os._exit(0)\n"
+    "    return a + b\n"
+)
+
+
+@pytest.mark.parametrize("isolation", ["auto", "process"])
+async def test_forked_background_processes_are_gone_afterwards(env, isolation: str) -> None:
+    result = await run_tests(spec(FORKING), RunLimits(isolation=isolation), env=env)
     assert result.passed
     time.sleep(0.2)
     assert _processes_with("913.") == []
@@ -141,24 +194,110 @@ async def test_memory_cap(env) -> None:
     assert not result.passed and "MemoryError" in result.failure["error"]
 
 
-async def test_functional_tests_tuple_equals_list_and_private_tests_decode_in_the_sandbox(env) -> None:
-    import base64
-    import pickle
-    import zlib
-
-    private = base64.b64encode(
-        zlib.compress(pickle.dumps(json.dumps([{"input": "[1, 2]\n[3]", "output": "[[1, 2], [3]]"}])))
-    ).decode()
-    program = "def pair(a, b):\n    return (tuple(a), b)\n"
-    public = [{"input": "[0]\n[]", "output": "[[0], []]"}]
-    result = await run_tests(
-        TestSpec(mode="functional", program=program, func_name="pair", tests=public, private=private), env=env
+async def test_call_based_comparison_is_type_aware_and_keeps_lic_tuple_rule(env) -> None:
+    tests = [{"input": "[0]\n[]", "output": "[[0], []]"}]
+    assert (
+        await run_tests(functional("def pair(a, b):\n    return (a, b)\n", "pair", tests), env=env)
+    ).passed
+    nested = await run_tests(
+        functional("def pair(a, b):\n    return [tuple(a), b]\n", "pair", tests), env=env
     )
+    assert not nested.passed  # only a top-level tuple counts as a list, as in LiC
+    boolean = await run_tests(
+        functional("def one():\n    return True\n", "one", [{"input": "", "output": "1"}]), env=env
+    )
+    assert not boolean.passed and boolean.failure["got"] == "True"  # LiC's `==` would pass True for 1
+    number = await run_tests(
+        functional("def two():\n    return 2\n", "two", [{"input": "", "output": "2.0"}]), env=env
+    )
+    assert number.passed
+    wrong = await run_tests(functional("def pair(a, b):\n    return [b, a]\n", "pair", tests), env=env)
+    assert not wrong.passed and wrong.failure["index"] == 0 and wrong.failure["expected"] == "[[0], []]"
+
+
+def _encoded(tests: list[dict]) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(tests)))).decode()
+
+
+async def test_encoded_private_tests_are_decoded_in_a_confined_process(env) -> None:
+    private = _encoded([{"input": "[1, 2]\n[3]", "output": "[[1, 2], [3]]"}])
+    public = [{"input": "[0]\n[]", "output": "[[0], []]"}]
+    program = "def pair(a, b):\n    return (a, b)\n"
+    result = await run_tests(functional(program, "pair", public, private=private), env=env)
     assert result.passed and result.n_tests == 2
-    wrong = await run_tests(
-        TestSpec(
-            mode="functional", program="def pair(a, b):\n    return [b, a]\n", func_name="pair", tests=public
-        ),
+
+    class Payload:  # unpickling runs this: it must run confined, not in the eval or the launcher
+        def __reduce__(self):
+            return (exec, ("import os; raise RuntimeError('unpickled by uid %d' % os.getuid())",))
+
+    hostile = base64.b64encode(zlib.compress(pickle.dumps(Payload()))).decode()
+    bad = await run_tests(functional(program, "pair", public, private=hostile), env=env)
+    assert not bad.passed and "could not decode private tests: unpickled by uid" in bad.error
+    ran_as = int(bad.error.rsplit(" ", 1)[1])
+    assert ran_as >= RunLimits().uid_base if ROOT else ran_as == os.getuid()
+
+
+async def test_lic_preamble_and_class_answers(env) -> None:
+    program = (
+        "class Solution:\n"
+        "    calls = 0\n"
+        "    def countBig(self, nums: List[int], k: int) -> int:\n"
+        "        self.calls += 1\n"
+        "        return len([n for n in nums if n > k]) + 0 * self.calls + floor(inf > 0) - 1\n"
+    )
+    tests = [{"input": "[1, 5, 9]\n4", "output": "2"}, {"input": "[7]\n0", "output": "1"}]
+    with_preamble = await run_tests(functional(program, "countBig", tests, preamble=True), env=env)
+    assert with_preamble.passed, with_preamble.explanation()  # `List`, `floor`, `inf` from the preamble
+    without = await run_tests(functional(program, "countBig", tests), env=env)
+    assert "NameError" in without.error and "List" in without.error
+    stateful = program.replace("+ 0 * self.calls", "+ 0 * self.calls + (self.calls - 1)")
+    one_instance = await run_tests(functional(stateful, "countBig", tests, preamble=True), env=env)
+    assert not one_instance.passed and one_instance.n_passed == 1  # one Solution() for every test, as LiC
+    forced = await run_tests(
+        functional("def countBig(nums, k):\n    return 2\n", "countBig", tests[:1], solution_class=True),
         env=env,
     )
-    assert not wrong.passed and wrong.failure["index"] == 0 and wrong.failure["expected"] == "[[0], []]"
+    assert "class 'Solution' is not defined" in forced.error
+
+
+async def test_humaneval_check_sees_builtin_values_and_the_entry_point_by_name(env) -> None:
+    check = (
+        "def check(candidate):\n"
+        "    assert add(1, 1) == 2\n"  # HumanEval/33 calls its function by name: that is the candidate too
+        "    assert type(candidate(2, 3)) is int\n"
+        "    try:\n"
+        "        candidate(None, 1)\n"
+        "    except TypeError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError('no TypeError')\n"
+    )
+    assert (await run_tests(spec("def add(a, b):\n    return a + b\n", check), env=env)).passed
+
+
+@pytest.mark.skipif(
+    not ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv to run as nobody"
+)
+async def test_a_non_root_launcher_falls_back_to_process_isolation_and_says_so() -> None:
+    class AsNobody(LocalSandboxEnvironment):
+        async def exec(self, cmd, *args, **kwargs):  # type: ignore[override]
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+            return await super().exec(command, *args, **kwargs)
+
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 that nobody can run")
+    limits = RunLimits(python=python)
+    env = AsNobody()
+    result = await run_tests(spec(FORKING), limits, env=env)
+    assert result.passed, result.explanation()
+    assert result.isolation == "process" and "the launcher is not root" in result.isolation_detail
+    assert "non-dumpable subreaper launcher" in result.isolation_detail
+    time.sleep(0.2)
+    assert _processes_with("913.") == []
+    wrong = await run_tests(spec("def add(a, b):\n    return a * b\n"), limits, env=env)
+    assert not wrong.passed and wrong.isolation == "process"
+    strict = await run_tests(
+        spec("def add(a, b):\n    return a + b\n"), RunLimits(python=python, isolation="user"), env=env
+    )
+    assert not strict.passed and "isolation='user' impossible: the launcher is not root" in strict.error

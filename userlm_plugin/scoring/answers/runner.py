@@ -1,13 +1,15 @@
-"""Run generated code against tests in Inspect's sandbox, confined (paper.md §3.3; notes §4.2).
+"""Run generated code against tests in Inspect's sandbox, isolated from the code that grades it (arXiv
+2510.06552 §4 uses Lost in Conversation's code evaluator; see docs/grading.md for the isolation model).
 
-`run_tests(spec)` sends a trusted launcher (`_launcher.py`) and the test harness (`_harness.py`) to the
-sample's sandbox with one `sandbox().exec` call. The launcher runs the harness in a fresh temp dir, with an
-empty environment, rlimits (memory, CPU, processes, file size), its own process group and a wall timeout,
-and kills every process the code left behind. With `-T sandbox=docker` the same happens inside the
-container, which also isolates the filesystem and network; the `local` sandbox cannot (see README).
+`run_tests(spec)` sends the isolation bundle (`isolation/*.py`, as source) to the sample's sandbox with one
+`sandbox().exec` call. There a trusted launcher starts the candidate's program in a separate, confined
+interpreter (its own user when the launcher is root), sends it each test's arguments, and compares the
+plain-data results itself; HumanEval's `check(candidate)` runs in the launcher with `candidate` proxied to
+that interpreter. The launcher reports one JSON line, read here into a `RunResult`. With `-T sandbox=docker`
+the same launcher runs inside the container.
 
-The launcher itself runs under `env -i`, so even `/proc/<parent>/environ` of the process the code can see
-holds no API keys. Concurrency comes from Inspect: `exec` calls share `--max-subprocesses`.
+The launcher itself runs under `env -i`, so nothing it or its workers can read holds API keys. Concurrency
+comes from Inspect: `exec` calls share `--max-subprocesses`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from inspect_ai.util import SandboxEnvironment, sandbox
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from ...errors import ConfigError
 
 LIC_TEST_TIMEOUT_S = 6.0
-"""Per-test timeout of Lost in Conversation's code evaluator (paper.md §3.3)."""
+"""Per-test timeout of Lost in Conversation's code evaluator (LiC `tasks/code/task_code.py`, timeout=6)."""
 
 CLEAN_PATH = "PATH=/usr/local/bin:/usr/bin:/bin"
 
@@ -38,6 +42,18 @@ class RunLimits(BaseModel):
     python: str | None = Field(
         default=None, description="interpreter in the sandbox; default: this one for `local`, else python3"
     )
+    isolation: Literal["auto", "user", "process"] = Field(
+        default="auto",
+        description="`user`: candidate code runs as a uid of its own (needs a root launcher); `process`: as "
+        "the launcher's user (today's confinement); `auto`: `user` when possible, else `process`",
+    )
+    uid_base: int = Field(default=61000, ge=1000, description="first uid of the per-run pool (`user` level)")
+    uid_count: int = Field(default=1000, ge=1, description="uids in the pool: the most concurrent runs")
+    worker_python: str | None = Field(
+        default=None,
+        description="interpreter for candidate code; default: the launcher's, or at the `user` level the "
+        "first python3 an unprivileged user can run",
+    )
 
     def wall_s(self, n_tests: int | None) -> float:
         """LiC's global join timeout, (t+1)·n+5 s; `max_wall_s` when n is unknown (encoded private tests)."""
@@ -47,21 +63,40 @@ class RunLimits(BaseModel):
 
 
 class TestSpec(BaseModel):
-    """What to run: a full program plus either HumanEval's `check(candidate)` or call-based tests."""
+    """What to run: the candidate's program plus either HumanEval's `check` or call-based tests.
+
+    Only `program` is candidate code; it runs in the confined worker. `check` and the tests stay in the
+    trusted launcher (the worker sees the arguments of each call, never an expected output).
+    """
 
     __test__ = False  # not a pytest test class
 
     mode: Literal["check", "functional"]
     program: str
-    """Source executed first (imports, prompt helpers, the candidate function, and for `check` the test)."""
+    """The candidate's source (with the context it needs, e.g. a HumanEval prompt's imports and helpers)."""
     entry_point: str | None = None
     """`check` mode: the function passed to `check`."""
+    check: str | None = None
+    """`check` mode: trusted test source defining `check(candidate)` (and the helpers it uses)."""
     func_name: str | None = None
-    """`functional` mode: the function called with each test's JSON arguments."""
+    """`functional` mode: the function (or `Solution` method) called with each test's JSON arguments."""
     tests: list[dict[str, Any]] = Field(default_factory=list)
     """`functional` mode: [{"input": newline-separated JSON args, "output": JSON}, ...]."""
-    private: str | None = None
-    """`functional` mode: LiC/LCB private tests, JSON or zlib+base64+pickle; decoded in the sandbox only."""
+    private: str | list[dict[str, Any]] | None = None
+    """`functional` mode: LiC/LCB private tests, JSON or zlib+base64+pickle; decoded in a confined process."""
+    preamble: bool = False
+    """Run LiC's import preamble (`isolation/preamble.py`) before `program`, as LiC does for every answer."""
+    solution_class: bool | None = None
+    """Call `Solution().<name>` instead of a function. None: LiC's rule, i.e. when `program` contains the text
+    `class Solution` (LiC `tasks/code/eval_code.py` compile_code)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> TestSpec:
+        if self.mode == "check" and (not self.check or not self.entry_point):
+            raise ConfigError("TestSpec(mode='check') needs `check` (the test source) and `entry_point`")
+        if self.mode == "functional" and not self.func_name:
+            raise ConfigError("TestSpec(mode='functional') needs `func_name`")
+        return self
 
     def known_test_count(self) -> int | None:
         if self.mode == "check":
@@ -85,6 +120,11 @@ class RunResult(BaseModel):
     killed_leftovers: int = 0
     stderr_tail: str = ""
     stdout_tail: str = ""
+    isolation: str | None = None
+    """`user` (candidate code ran as a uid of its own) or `process` (as the launcher's user); None when the
+    launcher could not run."""
+    isolation_detail: str = ""
+    """What confined the run (uid, cgroup, ...) and, for `process`, why `user` was not used."""
 
     def explanation(self) -> str:
         """First failing test plus the stderr tail: what a reader of the log needs to see."""
@@ -104,9 +144,13 @@ class RunResult(BaseModel):
         return "\n".join(lines)
 
 
+ISOLATION_MODULES = ("plain", "wire", "preamble", "worker", "confine", "judge", "launcher")
+"""Shipped to the sandbox in this order (each may import the ones before it)."""
+
+
 @cache
 def _source(name: str) -> str:
-    return (Path(__file__).parent / name).read_text(encoding="utf-8")
+    return (Path(__file__).parent / "isolation" / f"{name}.py").read_text(encoding="utf-8")
 
 
 def _interpreter(env: SandboxEnvironment, limits: RunLimits) -> str:
@@ -117,54 +161,49 @@ def _interpreter(env: SandboxEnvironment, limits: RunLimits) -> str:
     return sys.executable if isinstance(env, LocalSandboxEnvironment) else "python3"
 
 
+def launcher_input(spec: TestSpec, limits: RunLimits) -> str:
+    """The launcher's stdin: the isolation modules' sources, the boot source and the job."""
+    bundle = {
+        "modules": [[name, _source(name)] for name in ISOLATION_MODULES],
+        "main": "launcher",
+        "boot": _source("boot"),
+        "job": {
+            "spec": spec.model_dump(),
+            "limits": {
+                **limits.model_dump(exclude={"python", "max_wall_s"}),
+                "wall_s": limits.wall_s(spec.known_test_count()),
+            },
+        },
+    }
+    return json.dumps(bundle)
+
+
 async def run_tests(
     spec: TestSpec, limits: RunLimits | None = None, env: SandboxEnvironment | None = None
 ) -> RunResult:
-    """Run `spec` confined in the sandbox (`env`, default: the current sample's `sandbox()`)."""
+    """Run `spec` isolated in the sandbox (`env`, default: the current sample's `sandbox()`)."""
     limits = limits or RunLimits()
     env = env or sandbox()
     wall = limits.wall_s(spec.known_test_count())
-    payload = {
-        "harness": _source("_harness.py"),
-        "spec": {**spec.model_dump(), "timeout_per_test": limits.timeout_per_test_s},
-        "limits": {
-            "wall_s": wall,
-            "memory_mb": limits.memory_mb,
-            "max_processes": limits.max_processes,
-            "file_size_mb": limits.file_size_mb,
-        },
-    }
-    command = [
-        "env",
-        "-i",
-        CLEAN_PATH,
-        "LANG=C.UTF-8",
-        _interpreter(env, limits),
-        "-I",
-        "-c",
-        _source("_launcher.py"),
-    ]
+    command = ["env", "-i", CLEAN_PATH, "LANG=C.UTF-8", _interpreter(env, limits), "-I", "-S", "-B"]
+    command += ["-c", _source("boot"), "stdin"]
     try:
         result = await env.exec(
-            command, input=json.dumps(payload), timeout=int(wall) + 30, timeout_retry=False
+            command, input=launcher_input(spec, limits), timeout=int(wall) + 60, timeout_retry=False
         )
     except TimeoutError:
         return RunResult(passed=False, timed_out=True, error="the sandbox did not return in time")
     lines = result.stdout.strip().splitlines()
-    if not result.success or not lines:
+    try:
+        report = json.loads(lines[-1]) if result.success and lines else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
         return RunResult(
             passed=False,
             returncode=result.returncode,
-            error="the sandboxed launcher failed (is python3 available in the sandbox?)",
+            error="the sandboxed launcher failed (is python3 >= 3.8 available in the sandbox?)",
             stderr_tail=result.stderr[-2000:],
         )
-    report = json.loads(lines[-1])
-    outcome = report.pop("result") or {}
-    if not outcome:
-        outcome = {"passed": False, "error": "the test process died before reporting a result"}
-        if report["timed_out"]:
-            outcome["error"] = f"killed at the wall timeout ({wall:g}s)"
-        elif report["returncode"] and report["returncode"] < 0:
-            outcome["error"] = f"the test process was killed by signal {-report['returncode']}"
-    outcome.pop("stdout", None)
+    outcome = report.pop("result") or {"passed": False, "error": "the launcher reported no result"}
     return RunResult(**outcome, **report)

@@ -1,3 +1,5 @@
+# FROZEN copy of round 1's launcher.py (commit 6cd4a1e), kept ONLY for bench/scoring_throughput.py's side-by-side
+# timing. NOT used by userlm_plugin, and NOT safe against hostile code (docs/grading.md says why).
 """The trusted launcher that runs in the sandbox and confines one test run (never imported by the eval
 process; `runner.py` ships its source with `python -c`).
 

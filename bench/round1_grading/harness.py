@@ -1,3 +1,5 @@
+# FROZEN copy of round 1's harness.py (commit 6cd4a1e), kept ONLY for bench/scoring_throughput.py's side-by-side
+# timing. NOT used by userlm_plugin, and NOT safe against hostile code (docs/grading.md says why).
 """The test harness that runs INSIDE the limited child process (never imported by the eval process).
 
 It is shipped as source text to the sandbox by `runner.py` (so it works in any sandbox that has a

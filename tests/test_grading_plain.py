@@ -1,0 +1,132 @@
+"""The plain-data boundary (scoring/answers/isolation/plain.py): what crosses from the candidate's process, what is
+refused, and the call-based comparison rule (docs/grading.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import IntEnum
+
+import pytest
+
+from userlm_plugin.scoring.answers.isolation import plain
+from userlm_plugin.scoring.answers.isolation.preamble import preamble_source
+
+
+def roundtrip(value):
+    return plain.decode(json.loads(json.dumps(plain.encode(value))))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -(10**30),
+        2.5,
+        -0.0,
+        "text \ud800 \u00e9",
+        [1, [2, (3, 4)]],
+        (),
+        {"a": 1, 2: [3], (4, 5): None, True: "bool key"},
+        {1, 2},
+        frozenset({"x"}),
+        b"\x00\xff",
+        bytearray(b"ab"),
+        3 + 4j,
+    ],
+)
+def test_builtin_values_cross_unchanged(value) -> None:
+    back = roundtrip(value)
+    assert back == value and type(back) is type(value)
+
+
+def test_special_floats_and_iterators() -> None:
+    assert math.isnan(roundtrip(float("nan"))) and roundtrip(float("-inf")) == float("-inf")
+    back = roundtrip(x * 2 for x in range(3))
+    assert not isinstance(back, list) and list(back) == [0, 2, 4]
+
+
+def test_subclasses_cross_as_their_builtin_base() -> None:
+    class Color(IntEnum):
+        RED = 1
+
+    class Rigged(list):
+        def __eq__(self, other):
+            return True
+
+    assert type(roundtrip(Color.RED)) is int and roundtrip(Color.RED) == 1
+    back = roundtrip(Rigged([1]))
+    assert type(back) is list and back != [2]
+
+
+def test_objects_that_are_not_plain_are_refused_whatever_they_claim() -> None:
+    class Fake:
+        __class__ = property(lambda self: int)  # isinstance(Fake(), int) is True
+
+        def __repr__(self):
+            return "5"
+
+    assert isinstance(Fake(), int)
+    for value in (Fake(), object(), print, type):
+        with pytest.raises(plain.NotPlain):
+            plain.encode(value)
+    deep: list = []
+    for _ in range(plain.MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(plain.NotPlain, match="deeper"):
+        plain.encode(deep)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(plain.NotPlain):
+        plain.encode(loop)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"passed": True},  # a forged verdict is not a value
+        {"~": "t", "v": [1], "extra": 1},
+        {"~": "x", "v": []},
+        {"~": "d", "v": [[[1], 2]]},  # unhashable key
+        {"~": "d", "v": [[1]]},
+        {"~": "s", "v": [[1]]},
+        {"~": "c", "v": ["1", 2]},
+        {"~": "b", "v": 5},
+    ],
+)
+def test_forged_or_malformed_data_is_rejected(data) -> None:
+    with pytest.raises(ValueError):
+        plain.decode(data)
+
+
+def test_comparison_rule() -> None:
+    assert plain.same((1, 2), [1, 2])  # LiC: a returned tuple counts as a list (top level)
+    assert not plain.same([(1, 2)], [[1, 2]])  # ... only at the top level, as LiC's `==`
+    assert not plain.same(True, 1) and not plain.same(1, True) and not plain.same([True], [1])
+    assert plain.same(2, 2.0) and plain.same([1.5, 2], [1.5, 2.0])  # numbers by value
+    assert not plain.same("1", 1) and not plain.same(None, 0) and not plain.same(float("nan"), float("nan"))
+    assert plain.same({"a": [1]}, {"a": [1]}) and not plain.same({1: "x"}, {True: "x"})
+    assert not plain.same({"a": 1}, {"a": 1, "b": 2}) and not plain.same([1], [1, 2])
+
+
+def test_the_preamble_is_lics_in_lics_order() -> None:
+    source = preamble_source()
+    lines = source.splitlines()
+    assert lines[0] == "from string import *" and lines[17] == "from typing import *"
+    assert lines[16] == "from builtins import *"  # restores builtins that earlier star imports shadow
+    assert lines[18:34] == [
+        f"import {m}"
+        for m in "string re datetime collections heapq bisect copy math random statistics itertools functools operator io sys json".split()
+    ]
+    assert lines[-1] == "sys.setrecursionlimit(50000)"
+    namespace: dict = {}
+    limit = sys.getrecursionlimit()
+    try:
+        exec(compile(source, "preamble.py", "exec"), namespace)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert {"List", "Counter", "heappush", "inf", "lru_cache", "bisect_left"} <= set(namespace)
+    assert namespace["pow"] is pow and namespace["datetime"].__name__ == "datetime"

@@ -1,0 +1,392 @@
+"""TRUSTED: how the launcher confines a worker and removes everything it started (see docs/grading.md).
+
+Two levels, reported with every result:
+- "user" (the launcher is root): the worker runs as a uid of its own, leased for this run from a pool with
+  a lock file per uid (concurrent runs never share a uid, so sweeping one run's uid cannot touch another
+  run). As that user it cannot read other processes' /proc entries (the eval's environment), cannot signal
+  or ptrace them, and RLIMIT_NPROC holds (it does nothing for root). Afterwards every process of that uid is
+  killed (by a helper that becomes the uid and calls kill(-1), whatever the processes' environment, session
+  or parent), plus the run's cgroup v2 where one can be made, plus every descendant of the launcher.
+- "process" (not root, or no interpreter the unprivileged user can run): today's confinement. Same user as
+  the launcher; own session, rlimits, empty environment, temp dir; the launcher is a child subreaper, so
+  orphans (double forks, `setsid`, `exec` with an empty environment) are re-parented to it and swept.
+Both: no-new-privileges (setuid binaries cannot raise privileges), parent-death signal, a non-dumpable
+launcher (no ptrace or /proc/<launcher>/mem|fd|environ for same-user processes).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pwd
+import resource
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+LOCK_DIRS = ("/run/userlm-grading", os.path.join(tempfile.gettempdir(), "userlm-grading-locks"))
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+class ConfineError(Exception):
+    """The requested isolation cannot be set up (named reason)."""
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except Exception:  # noqa: BLE001 - no ctypes: the prctl hardening is skipped and says so
+        return None
+
+
+LIBC = _libc()
+
+
+def prctl(option, value):
+    return LIBC is not None and LIBC.prctl(option, value, 0, 0, 0) == 0
+
+
+def harden_launcher():
+    """Non-dumpable (same-user processes cannot ptrace it or open its /proc files) and a child subreaper
+    (orphaned descendants come back to it, so it can find and kill them)."""
+    return prctl(PR_SET_DUMPABLE, 0), prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+# ---- the uid pool ------------------------------------------------------------------------------------
+
+
+def _lock_dir():
+    for path in LOCK_DIRS:
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            info = os.lstat(path)
+        except OSError:
+            continue
+        private = stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o077
+        if private:  # anything else (a symlink, a directory a candidate made) is not trusted
+            return path
+    raise ConfineError("no private directory for the uid locks (tried " + ", ".join(LOCK_DIRS) + ")")
+
+
+class UidLease:
+    """One uid of the pool, held (flock) until `release()` or the launcher's death."""
+
+    def __init__(self, base, count, wait_s):
+        directory = _lock_dir()
+        deadline = time.monotonic() + wait_s
+        while True:
+            for offset in range(count):  # lowest free first: reused uids are known clean
+                uid = base + offset
+                if _is_known_user(uid):
+                    continue
+                fd = os.open(os.path.join(directory, str(uid)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                self.uid = self.gid = uid
+                self._fd = fd
+                self.dirty = os.read(fd, 16) != b"clean"  # a launcher died holding it: sweep before use
+                self._mark(b"dirty")
+                return
+            if time.monotonic() > deadline:
+                raise ConfineError(f"all {count} grading uids from {base} are in use")
+            time.sleep(0.05)
+
+    def _mark(self, state):
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, state)
+
+    def release(self, clean):
+        """Give the uid back; `clean`: nothing of the run is left, the next run need not sweep first."""
+        if clean:
+            self._mark(b"clean")
+        os.close(self._fd)
+
+
+def _is_known_user(uid):
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+# ---- cgroup v2 ---------------------------------------------------------------------------------------
+
+
+class Cgroup:
+    """A cgroup v2 of the run's own under the launcher's cgroup, when the hierarchy is writable."""
+
+    def __init__(self, path):
+        self.path = path
+
+    @classmethod
+    def create(cls, name):
+        base = _own_cgroup2()
+        if base is None:
+            return None
+        group = cls(os.path.join(base, name))
+        if os.path.isdir(group.path):  # left by a launcher that died: empty it first
+            group.kill()
+            group.remove()
+        try:
+            os.mkdir(group.path)
+        except OSError:
+            return None
+        return group
+
+    def join(self):
+        """In the worker's preexec: move the calling process into the group."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+    def pids(self):
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+    def kill(self):
+        try:
+            with open(os.path.join(self.path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except OSError:  # kernels before 5.14: kill the members one by one
+            for pid in self.pids():
+                _kill(pid)
+
+    def remove(self):
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError as ex:
+                if ex.errno == errno.ENOENT:
+                    return
+                self.kill()
+                time.sleep(0.01)
+
+
+def _own_cgroup2():
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = [line.strip()[3:] for line in f if line.startswith("0::")]
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    points = [m[4] for m in mounts if "-" in m and m[m.index("-") + 1] == "cgroup2"]
+    if not own or not points:
+        return None
+    base = os.path.join(points[0], own[0].lstrip("/"))
+    return base if os.access(base, os.W_OK) else None
+
+
+# ---- starting a worker -------------------------------------------------------------------------------
+
+
+def preexec(limits, lease, cgroup):
+    """What the forked worker does before exec: cgroup, rlimits, user, no new privileges, death signal."""
+    memory = int(limits["memory_mb"]) * 1024 * 1024
+    cpu = int(limits["wall_s"]) + 1
+    fsize = int(limits["file_size_mb"]) * 1024 * 1024
+    if lease is not None:  # the uid is fresh (swept before use): the count starts at 0, plus the worker
+        nproc = int(limits["max_processes"]) + 1
+    else:
+        nproc = _uid_process_count(os.getuid()) + int(limits["max_processes"])
+
+    def setup():
+        if cgroup is not None:
+            cgroup.join()
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if lease is not None:
+            os.setgroups([])
+            os.setresgid(lease.gid, lease.gid, lease.gid)
+            os.setresuid(lease.uid, lease.uid, lease.uid)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.umask(0o077)
+
+    return setup
+
+
+def interpreter_for_others():
+    """A python3 an unprivileged user can execute (every directory on the way searchable by others)."""
+    candidates = [sys.executable, os.path.realpath(sys.executable), getattr(sys, "_base_executable", None)]
+    candidates += ["/usr/local/bin/python3", "/usr/bin/python3", "/bin/python3"]
+    for path in candidates:
+        if path and all(_others_can_reach(p) for p in (path, os.path.realpath(path))):
+            return path
+    return None
+
+
+def _others_can_reach(path):
+    path = os.path.abspath(path)
+    try:
+        if not os.stat(path).st_mode & stat.S_IXOTH:
+            return False
+        parent = os.path.dirname(path)
+        while True:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                return False
+            if parent == os.path.dirname(parent):
+                return True
+            parent = os.path.dirname(parent)
+    except OSError:
+        return False
+
+
+# ---- finding and killing what is left ------------------------------------------------------------------
+
+
+def _status(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.split(":", 1) for line in f if ":" in line)
+    except (OSError, ValueError):
+        return {}
+
+
+def _uid_pids(uid):
+    """Live processes whose real, effective or saved uid is `uid` (from /proc/<pid>/status, which a process
+    cannot hide from root by making itself non-dumpable)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _status(entry)
+            if fields.get("State", "").strip()[:1] not in ("", "Z", "X"):
+                if uid in {int(u) for u in fields.get("Uid", "").split()[:3]}:
+                    found.add(int(entry))
+    return found
+
+
+def _uid_process_count(uid):
+    return len(_uid_pids(uid))
+
+
+def _descendants(root):
+    """Live descendants of `root` (from /proc/<pid>/stat: state and parent)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = set(), list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found.add(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _kill_all_of(uid):
+    """Fork a helper that becomes `uid` and sends SIGKILL to every process that uid may signal, whatever their
+    session, parent or environment (kill(-1) cannot say whether it found any: the caller scans /proc)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+        raise ConfineError(f"could not act as uid {uid} to clean up")
+
+
+def reap():
+    """Collect exited children (the launcher is a subreaper: orphans end up as its children)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def sweep(lease, cgroup):
+    """Kill every process the run started (the worker is already gone); returns how many were left.
+
+    With a cgroup its membership is complete (a process cannot leave it without privileges); else, at the
+    `user` level, every process of the run's uid; else every descendant of the launcher (the subreaper)."""
+    reap()
+    left = set()
+    for attempt in range(200):
+        if cgroup is not None:
+            alive = set(cgroup.pids())
+            if alive:
+                cgroup.kill()
+        elif lease is not None:
+            alive = _uid_pids(lease.uid)
+            if alive:
+                _kill_all_of(lease.uid)
+        else:
+            alive = _descendants(os.getpid())
+            for pid in alive:
+                _kill(pid)
+        if not alive:
+            break
+        left |= alive
+        reap()
+        time.sleep(min(0.001 * (attempt + 1), 0.02))
+    reap()
+    return len(left)
+
+
+def remove_files_of(uid):
+    """Files and directories the uid left in the world-writable temp directories."""
+    for directory in SHARED_TMP:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            path = os.path.join(directory, entry)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_uid != uid:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
