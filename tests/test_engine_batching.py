@@ -223,3 +223,44 @@ def test_eager_attention_draws_what_sdpa_draws(tiny_userlm_dir, make_engine) -> 
         eager.close()
     assert eager.batch._float_mask and not sdpa.batch._float_mask
     assert [outcome(r) for r in got] == [outcome(r) for r in want]
+
+
+def test_a_request_the_model_cannot_take_fails_at_once(tiny_userlm_dir, make_engine) -> None:
+    from userlm_plugin.errors import ConfigError
+
+    engine, loaded = make_engine(tiny_userlm_dir)
+    vocab = loaded.model.config.vocab_size
+    for ids, row, field in [
+        ([*prompt(loaded, 1), vocab + 5], spec(1, 4), f"token id {vocab + 5}"),
+        ([-1, *prompt(loaded, 1)], spec(1, 4), "token id -1"),
+        ([], spec(1, 4), "prompt_ids is empty"),
+        (prompt(loaded, 1), spec(1, 0), "max_new_tokens must be at least 1"),
+    ]:
+        with pytest.raises(ConfigError, match=field):
+            engine.submit(GenRequest(ids, row)).result(timeout=10)
+    assert engine.stats.rows == 0
+
+
+def test_a_failing_request_fails_alone(tiny_userlm_dir, make_engine, monkeypatch) -> None:
+    """An error while prefilling a group (here injected for one marked prompt) fails only the request that causes
+    it; the others are drawn as if it had never been there."""
+    engine, loaded = make_engine(tiny_userlm_dir, max_batch_size=8, max_wait_ms=300)
+    requests = mixed_requests(loaded, 4)
+    alone = [engine.submit(r).result(timeout=120) for r in requests]
+    marker = loaded.tokenizer.encode("zebra", add_special_tokens=False)
+    poisoned = GenRequest([*prompt(loaded, 9), *marker], spec(1, 4))
+    real = engine.batch.forward
+
+    def forward(ids, positions, mask):
+        k = len(marker)
+        if any(row[i : i + k] == marker for row in ids.tolist() for i in range(len(row) - k + 1)):
+            raise ValueError("injected failure for the marked prompt")
+        return real(ids, positions, mask)
+
+    monkeypatch.setattr(engine.batch, "forward", forward)
+    futures = [engine.submit(r) for r in [*requests[:2], poisoned, *requests[2:]]]
+    with pytest.raises(ValueError, match="injected"):
+        futures[2].result(timeout=120)
+    good = [f.result(timeout=120) for f in futures[:2] + futures[3:]]
+    assert [outcome(r) for r in good] == [outcome(r) for r in alone]
+    assert engine.stats.batches == 4 + 4  # four alone, then the failed group of five retried one by one

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import torch
 
+from ...errors import ConfigError
 from ..settings import EngineSettings
 from ..types import RowSpec
 from . import torch_thread
@@ -152,11 +153,19 @@ class BatchingEngine:
         return await asyncio.wrap_future(self.submit(request, slot_taken=True))
 
     def submit(self, request: GenRequest, *, slot_taken: bool = False) -> Future[GenResult]:
-        """Queue a request from any thread; cancelling the future drops the request (queued or decoding)."""
+        """Queue a request from any thread; cancelling the future drops the request (queued or decoding). A request
+        the model cannot take fails at once, with a `ConfigError` (on CUDA an out-of-range token id would be a
+        device-side assert that poisons every later request)."""
+        future: Future[GenResult] = Future()
+        problem = self._invalid(request)
+        if problem is not None:
+            if slot_taken:
+                self._slots.release()
+            future.set_exception(ConfigError(problem))
+            return future
         if not slot_taken:
             self._slots.acquire()
         self._ensure_driver()
-        future: Future[GenResult] = Future()
         future.add_done_callback(lambda _: self._slots.release())
         self._inbox.put(_Ticket(request, future, time.perf_counter()))
         return future
@@ -167,6 +176,22 @@ class BatchingEngine:
             self._inbox.put(None)
             self._thread.join(timeout=5)
         self._thread = None
+
+    def _invalid(self, request: GenRequest) -> str | None:
+        ids, vocab = request.prompt_ids, self.batch.consts.whitespace.shape[0]
+        if not ids:
+            return (
+                "userlm engine: prompt_ids is empty; render the prompt with the model's chat template first"
+            )
+        if min(ids) < 0 or max(ids) >= vocab:
+            bad = next(t for t in ids if not 0 <= t < vocab)
+            return (
+                f"userlm engine: prompt_ids holds token id {bad}, outside the model's vocabulary (0..{vocab - 1}); "
+                "encode the prompt with this model's tokenizer"
+            )
+        if request.row.max_new_tokens < 1:
+            return f"userlm engine: max_new_tokens must be at least 1, got {request.row.max_new_tokens}"
+        return None
 
     # ----- the driver thread -----
 
@@ -292,6 +317,10 @@ class BatchingEngine:
                     group[0].alone = True
                     self._pending.appendleft(group[0])
                     return
+            elif len(group) > 1:  # another error (a bad request): find it, so it fails alone
+                for ticket in group:
+                    self._join([ticket])
+                return
             for ticket in group:
                 _fail(ticket, error)
             return
