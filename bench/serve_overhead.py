@@ -8,6 +8,12 @@ Workload: `--requests` next-user-turn requests (distinct conversations, fixed se
 `serve` subprocess with `litellm.acompletion(model="openai/<name>", api_base=...)` as the client. Both paths use
 the same engine settings and guardrails. Prints wall time, requests/s and the overhead ratio (serve / local).
 A warm-up pass runs before each timed pass.
+
+    .venv/bin/python bench/serve_overhead.py --abuse-mb 7.6        # also: /health while a 7.6 MB intent is handled
+
+`--abuse-mb` sends one request whose intent is that many MB (the prompt is rendered and tokenized, then refused as
+longer than the context) and polls `/health` every 50 ms meanwhile: prints /health's latency idle and during the
+huge request side by side (the event loop must stay free: docs/serving.md "serve under abuse").
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -108,6 +115,43 @@ async def run_served(api_base: str, name: str, n: int, concurrency: int, max_tok
     return time.perf_counter() - started
 
 
+def run_health_under_abuse(url: str, api_base: str, name: str, megabytes: float) -> dict[str, float]:
+    """/health latency (s) idle, then while one request with a `megabytes` intent is being handled."""
+    import threading
+
+    import httpx
+
+    def latencies(client: httpx.Client, until: Callable[[], bool], at_least: int = 0) -> list[float]:
+        out: list[float] = []
+        while not until() or len(out) < at_least:
+            started = time.perf_counter()
+            client.get(f"{url}/health", timeout=120).raise_for_status()
+            out.append(time.perf_counter() - started)
+            time.sleep(0.05)
+        return out
+
+    intent = INTENT + " detail" * int(megabytes * 1e6 / 7)
+    body = {"model": name, "messages": [{"role": "system", "content": intent}], "max_tokens": 8}
+    result: dict[str, float] = {}
+
+    def huge() -> None:
+        started = time.perf_counter()
+        response = httpx.post(f"{api_base}/chat/completions", json=body, timeout=600)
+        result["huge_s"], result["huge_status"] = time.perf_counter() - started, response.status_code
+
+    with httpx.Client() as client:
+        idle = latencies(client, lambda: True, at_least=20)
+        worker = threading.Thread(target=huge)
+        worker.start()
+        busy = latencies(client, lambda: not worker.is_alive())
+        worker.join()
+    result.update(
+        idle_max_s=max(idle), idle_median_s=sorted(idle)[len(idle) // 2], busy_max_s=max(busy, default=0.0),
+        busy_median_s=sorted(busy)[len(busy) // 2] if busy else 0.0, busy_polls=len(busy),
+    )  # fmt: skip
+    return result
+
+
 def start_serve(
     model_path: str, model_args: list[str], port: int, name: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -147,6 +191,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--abuse-mb", type=float, default=0.0, help="also time /health during a huge request")
     args = parser.parse_args()
 
     model_path = args.model
@@ -172,6 +217,13 @@ def main() -> int:
         import httpx
 
         batching = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["batching"]
+        abuse = (
+            run_health_under_abuse(
+                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/v1", name, args.abuse_mb
+            )
+            if args.abuse_mb > 0
+            else None
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -195,6 +247,14 @@ def main() -> int:
     )
     print(f"HTTP overhead ratio, serve + httpx   / local: {httpx_s / local_s:.2f}x")
     print(f"HTTP overhead ratio, serve + LiteLLM / local: {served_s / local_s:.2f}x")
+    if abuse is not None:
+        print(
+            f"/health while a {args.abuse_mb} MB intent is handled ({abuse['huge_s']:.1f} s, status "
+            f"{abuse['huge_status']:.0f}; {abuse['busy_polls']:.0f} polls): max {abuse['busy_max_s'] * 1000:.0f} ms, "
+            f"median {abuse['busy_median_s'] * 1000:.0f} ms; idle: max {abuse['idle_max_s'] * 1000:.0f} ms, "
+            f"median {abuse['idle_median_s'] * 1000:.0f} ms; ratio of medians "
+            f"{abuse['busy_median_s'] / abuse['idle_median_s']:.1f}x"
+        )
     return 0
 
 

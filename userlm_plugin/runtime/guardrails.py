@@ -76,9 +76,9 @@ class GuardrailConfig(BaseModel):
     @model_validator(mode="after")
     def _check_range(self) -> GuardrailConfig:
         if self.min_words > self.max_words:
-            raise ValueError(f"min_words ({self.min_words}) must not exceed max_words ({self.max_words})")
+            raise ConfigError(f"min_words ({self.min_words}) must not exceed max_words ({self.max_words})")
         if self.min_turns_before_end is not None and self.min_turns_before_end < 0:
-            raise ValueError("min_turns_before_end must be None (never end) or an int >= 0")
+            raise ConfigError("min_turns_before_end must be None (never end) or an int >= 0")
         return self
 
     def end_allowed(self, user_turns_so_far: int) -> bool:

@@ -106,10 +106,10 @@ class RemoteArgs(BaseModel):
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise ValueError(f"server_params must be a mapping of request fields, got {value!r}")
+            raise ConfigError(f"server_params must be a mapping of request fields, got {value!r}")
         reserved = {"prompt", "logit_bias", "max_tokens", "stream"} & set(value)
         if reserved:
-            raise ValueError(f"server_params may not set {sorted(reserved)}: the backend sets them per call")
+            raise ConfigError(f"server_params may not set {sorted(reserved)}: the backend sets them per call")
         return value
 
 
