@@ -3,6 +3,8 @@ own `mock_response` machinery (a real `litellm.acompletion` call that raises the
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,15 @@ from inspect_ai.util import JSONSchema
 from tenacity import wait_none
 
 import userlm_plugin._registry  # noqa: F401
-from userlm_plugin.providers.litellm_api import (
-    LiteLLMAPI,
+from userlm_plugin.providers.credentials import is_credential, without_credentials
+from userlm_plugin.providers.litellm_api import LiteLLMAPI
+from userlm_plugin.providers.litellm_errors import (
     LiteLLMBadRequest,
     LiteLLMClientSetupError,
     ModelServerUnreachable,
     classify_litellm_error,
-    config_to_litellm,
 )
+from userlm_plugin.providers.litellm_request import config_to_litellm
 
 MODEL = "litellm/openai/gpt-4o-mini"  # priced in LiteLLM's bundled price map
 ADD = ToolInfo(
@@ -66,7 +69,7 @@ async def test_generate_maps_output_usage_cost_and_records_call_without_key() ->
     assert output.stop_reason == "stop"
     assert output.usage is not None and output.usage.input_tokens == 10 and output.usage.output_tokens == 20
     assert output.usage.total_cost is not None and output.usage.total_cost > 0
-    assert "api_key" not in model_call.request and "sk-secret" not in str(model_call.request)
+    assert model_call.request["api_key"] == "[redacted]" and "sk-secret" not in str(model_call.request)
     assert model_call.request["num_retries"] == 0 and model_call.request["max_retries"] == 0
     assert model_call.request["temperature"] == 0.3 and model_call.request["max_tokens"] == 50
     assert model_call.response["choices"][0]["message"]["content"] == "Hello from mock"
@@ -305,3 +308,159 @@ def test_eval_rate_limit_exhausts_retries_into_a_sample_error(
     model_events = [e for e in log.samples[0].events if e.event == "model"]
     assert len(model_events) == 3  # the first attempt and 2 retries, each recorded
     assert all(e.error is not None and "RateLimitError" in e.error for e in model_events)
+
+
+# ---- no secrets in logs ------------------------------------------------------------------------------------
+
+SECRETS = {
+    "aws_secret_access_key": "aws-secret-value-1",
+    "azure_ad_token": "azure-token-value-2",
+    "vertex_credentials": '{"private_key": "vertex-key-value-3"}',
+    "client_secret": "client-secret-value-4",
+}
+HEADERS = {"Authorization": "Bearer header-secret-5", "X-Api-Key": "header-key-6", "X-Trace-Id": "trace-7"}
+BODY = {"api_token": "body-token-8", "min_p": 0.1, "nested": {"password": "body-password-9", "mode": "fast"}}
+SECRET_VALUES = [
+    *SECRETS.values(),
+    "header-secret-5",
+    "header-key-6",
+    "body-token-8",
+    "body-password-9",
+    "sk-10",
+]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_key",
+        "API_KEY",
+        "X-Api-Key",
+        "apiKey",
+        "x-goog-api-key",
+        "Ocp-Apim-Subscription-Key",
+        "aws_secret_access_key",
+        "aws_access_key_id",
+        "aws_session_token",
+        "azure_ad_token",
+        "api_token",
+        "access_token",
+        "accessToken",
+        "vertex_credentials",
+        "client_secret",
+        "password",
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+    ],
+)
+def test_credential_names(name: str) -> None:
+    assert is_credential(name, "value")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_tokens",
+        "max_completion_tokens",
+        "budget_tokens",
+        "top_k",
+        "keep_alive",
+        "monkey",
+        "keyword",
+        "tokenizer",
+        "api_base",
+        "api_version",
+        "drop_params",
+        "aws_region_name",
+        "reasoning_effort",
+        "mock_response",
+    ],
+)
+def test_harmless_names(name: str) -> None:
+    assert not is_credential(name, "value")
+
+
+def test_numbers_are_never_credentials_and_copies_leave_the_original_alone() -> None:
+    assert not is_credential("token_count", 12) and is_credential("token_count", "12")
+    original = {"extra_headers": dict(HEADERS), "n": [{"secret": "s"}]}
+    cleaned = without_credentials(original)
+    assert cleaned == {"extra_headers": {"X-Trace-Id": "trace-7"}, "n": [{}]}
+    assert original["extra_headers"] == HEADERS and original["n"] == [{"secret": "s"}]
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    import litellm
+
+    sent: list[dict[str, Any]] = []
+    real = litellm.acompletion
+
+    async def capture(**request: Any) -> Any:
+        sent.append(request)
+        return await real(**request)
+
+    monkeypatch.setattr(litellm, "acompletion", capture)
+    return sent
+
+
+async def test_model_calls_show_credentials_redacted_but_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _capture(monkeypatch)
+    a = api(
+        mock_response="ok", api_key="sk-10", extra_headers=HEADERS, extra_body=BODY, max_tokens=7, **SECRETS
+    )
+    _, model_call = await call(a)
+    logged = json.dumps(model_call.request)
+    assert not [v for v in SECRET_VALUES if v in logged]
+    request = model_call.request
+    assert request["extra_headers"] == {
+        "Authorization": "[redacted]",
+        "X-Api-Key": "[redacted]",
+        "X-Trace-Id": "trace-7",
+    }
+    assert request["extra_body"] == {
+        "api_token": "[redacted]",
+        "min_p": 0.1,
+        "nested": {"password": "[redacted]", "mode": "fast"},
+    }
+    assert request["aws_secret_access_key"] == "[redacted]" and request["max_tokens"] == 7
+    [actual] = sent  # the call itself got every credential
+    assert (
+        actual["extra_headers"] == HEADERS and actual["extra_body"] == BODY and actual["api_key"] == "sk-10"
+    )
+    assert all(actual[k] == v for k, v in SECRETS.items())
+
+
+def test_eval_log_keeps_credentials_out_of_model_args_and_roles(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sent = _capture(monkeypatch)
+    headers = dict(HEADERS)
+    args = {
+        "mock_response": "ok",
+        "api_key": "sk-10",
+        "extra_headers": headers,
+        "extra_body": BODY,
+        **SECRETS,
+    }
+    grader = get_model("litellm/openai/gpt-4o-mini", memoize=False, **args)
+    [log] = eval(
+        _task(),
+        model=MODEL,
+        model_args=args,
+        model_roles={"grader": grader},
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    assert log.status == "success", log.error
+    assert log.eval.model_args["extra_headers"] == {"X-Trace-Id": "trace-7"}
+    assert log.eval.model_args["extra_body"] == {"min_p": 0.1, "nested": {"mode": "fast"}}
+    assert log.eval.model_args["mock_response"] == "ok" and "aws_secret_access_key" not in log.eval.model_args
+    [path] = list(tmp_path.glob("*.eval"))
+    with zipfile.ZipFile(path) as archive:  # every file the log holds: header, samples, summaries
+        written = "\n".join(archive.read(n).decode(errors="replace") for n in archive.namelist())
+    assert "trace-7" in written and '"aws_secret_access_key":"[redacted]"' in written  # ModelCall: name only
+    role_args = log.eval.model_roles["grader"].args
+    assert role_args["extra_headers"] == {"X-Trace-Id": "trace-7"} and "client_secret" not in role_args
+    assert not [v for v in SECRET_VALUES if v in written]
+    assert sent and sent[0]["extra_headers"]["Authorization"] == "Bearer header-secret-5"
+    assert headers == HEADERS  # the caller's dict is untouched

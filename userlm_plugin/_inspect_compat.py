@@ -64,6 +64,23 @@ def task_function(name: str) -> Any | None:
     return registry_lookup("task", name)
 
 
+def model_args_being_created() -> dict[str, Any] | None:
+    """The `model_args` dict Inspect's `get_model` keeps on the `Model` it is creating, which Inspect logs as
+    `eval.model_args` (and a role's args); call it from a ModelAPI constructor to take credentials out of the
+    log. None when not called under `get_model` (the API was constructed directly)."""
+    import sys
+
+    from inspect_ai.model._model import get_model
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is get_model.__code__:
+            args = frame.f_locals.get("model_args")
+            return args if isinstance(args, dict) else None
+        frame = frame.f_back
+    return None
+
+
 def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
     """Attach a `ModelCall` to the model event being recorded (for providers that report calls themselves)."""
     from inspect_ai.log._samples import set_active_model_event_call as _set
@@ -80,6 +97,7 @@ __all__ = [
     "chain_steps",
     "is_registry_object",
     "load_tasks",
+    "model_args_being_created",
     "registry_unqualified_name",
     "resolve_task_args",
     "sample_state",

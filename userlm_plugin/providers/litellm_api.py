@@ -9,7 +9,7 @@ Why a provider rather than calling LiteLLM from the solver: the assistant under 
 judges then all go through Inspect's `Model`, which gives them retries with backoff, adaptive concurrency, the
 model-call record in the transcript, and per-role usage in the log.
 
-Design decisions (see shared notes `inspect_litellm.md` §6, gotchas G7/G10):
+Design decisions (docs/inspect.md):
 - litellm is imported only when the provider is first constructed (it costs ~3 s), and
   `LITELLM_LOCAL_MODEL_COST_MAP=True` is set before that import so it never fetches the price map.
 - LiteLLM's own retries are off (`num_retries=0`, `max_retries=0`); errors are classified in `should_retry`
@@ -19,11 +19,16 @@ Design decisions (see shared notes `inspect_litellm.md` §6, gotchas G7/G10):
   with `stop_reason="content_filter"` (as Inspect's own OpenAI provider does); anything else fails the sample
   with a message naming the model and the request problem.
 - Cost: LiteLLM's `response_cost` goes to `ModelUsage.total_cost` (None when LiteLLM has no price for the model).
+- No secrets in logs: credential-looking `-M` arguments (`api_key`, `aws_secret_access_key`, `extra_headers=
+  {"Authorization": ...}`, ...; the rule is in `credentials.py`) are used for every call but dropped from the
+  arguments Inspect logs as `eval.model_args` (and a role's model args), and shown as "[redacted]" in each
+  ModelCall request (docs/grading.md, "Secrets in logs").
+
+Error mapping is in `litellm_errors.py`, the request mapping in `litellm_request.py`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,7 +43,21 @@ from inspect_ai.model import (
     messages_to_openai,
     model_output_from_openai,
 )
-from inspect_ai.tool import ToolChoice, ToolFunction, ToolInfo
+from inspect_ai.tool import ToolChoice, ToolInfo
+
+from .._inspect_compat import model_args_being_created, set_active_model_event_call
+from ..errors import ConfigError
+from .credentials import drop_credentials_in_place
+from .litellm_errors import (
+    LiteLLMBadRequest,
+    LiteLLMClientSetupError,
+    ModelServerUnreachable,
+    classify_litellm_error,
+    client_setup_failure,
+    connection_failure,
+    error_body,
+)
+from .litellm_request import config_to_litellm, logged_request, tool_choice_to_openai, tools_to_openai
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -51,8 +70,6 @@ MANAGED_BY_INSPECT = {
     "model": "the model name after litellm/",
 }
 """`-M` arguments this provider refuses, with the Inspect option to use instead."""
-
-_RETRYABLE_STATUS = {408, 409, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529}
 
 
 def import_litellm() -> ModuleType:
@@ -69,195 +86,10 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
-def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
-    """Map a LiteLLM exception to Inspect's retry classes (None: do not retry).
-
-    Every LiteLLM exception subclasses the matching `openai` SDK exception, so the classes are checked on
-    the `openai` bases: 429 -> rate limit (scales the adaptive controller down); timeouts, refused or dropped
-    connections (LiteLLM reports a refused connection as a 500 `InternalServerError`) and 5xx -> transient;
-    400-class errors (bad request, auth, not found, unprocessable) -> not retried, they fail the same way
-    every time.
-    """
-    import openai
-
-    if isinstance(ex, openai.RateLimitError):
-        return RetryDecision.rate_limit(retry_after=_retry_after(ex))
-    if isinstance(ex, ModelServerUnreachable):
-        return RetryDecision.transient()
-    if isinstance(
-        ex,
-        openai.BadRequestError
-        | openai.AuthenticationError
-        | openai.PermissionDeniedError
-        | openai.NotFoundError
-        | openai.UnprocessableEntityError,
-    ):
-        return None
-    if isinstance(ex, openai.APIConnectionError):  # includes APITimeoutError (litellm.Timeout)
-        return RetryDecision.transient()
-    status = getattr(ex, "status_code", None)
-    if isinstance(status, int):
-        if status == 429:
-            return RetryDecision.rate_limit(retry_after=_retry_after(ex))
-        if status in _RETRYABLE_STATUS or status >= 500:
-            return RetryDecision.transient(retry_after=_retry_after(ex))
-        return None
-    return None
-
-
-def connection_failure(ex: BaseException) -> ConnectionError | None:
-    """The socket-level `ConnectionError` (refused, reset, aborted) behind a LiteLLM error, if that is what it
-    is. LiteLLM reports a refused connection as a 500 `InternalServerError` saying only "Connection error."."""
-    seen: BaseException | None = ex
-    for _ in range(12):  # bounded walk down the __cause__/__context__ chain
-        if seen is None:
-            return None
-        if isinstance(seen, ConnectionError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def client_setup_failure(ex: BaseException) -> Exception | None:
-    """An error the OpenAI client raised before sending anything (e.g. missing credentials), behind a LiteLLM
-    500. It would fail identically on every retry."""
-    import openai
-
-    seen: BaseException | None = ex.__cause__ or ex.__context__
-    for _ in range(12):
-        if seen is None:
-            return None
-        if isinstance(seen, openai.OpenAIError) and not isinstance(seen, openai.APIError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-class LiteLLMClientSetupError(Exception):
-    """The request could not even be sent (missing credentials, bad client settings). Not retried."""
-
-    def __init__(self, model: str, cause: Exception) -> None:
-        self.model = model
-        super().__init__(
-            f"litellm/{model}: the client could not send the request ({cause}). Set the provider's API key "
-            "variable, or pass the key (any string for a local OpenAI-compatible server): -M api_key=... reaches "
-            "--model only; for a role model put it in the role's model_args, e.g. "
-            f"--model-role 'user={{model: litellm/{model}, model_args: {{api_key: ...}}}}'."
-        )
-
-
-class ModelServerUnreachable(Exception):
-    """The model server could not be reached (connection refused/reset). Retried as transient by Inspect."""
-
-    def __init__(self, model: str, api_base: str | None, cause: ConnectionError) -> None:
-        self.model = model
-        self.api_base = api_base
-        where = api_base or "the provider's default endpoint"
-        super().__init__(
-            f"litellm/{model}: cannot connect to {where} ({type(cause).__name__}: {cause}); is the server running?"
-        )
-
-
-def _retry_after(ex: BaseException) -> float | None:
-    """Seconds from a `Retry-After` header, when the server sent one (recorded, not yet used by Inspect)."""
-    response = getattr(ex, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    try:
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def tools_to_openai(tools: list[ToolInfo]) -> list[dict[str, Any]]:
-    """Inspect tool definitions -> OpenAI `tools` (LiteLLM translates them for other providers)."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters.model_dump(exclude_none=True),
-            },
-        }
-        for tool in tools
-    ]
-
-
-def tool_choice_to_openai(tool_choice: ToolChoice) -> str | dict[str, Any]:
-    """Inspect `tool_choice` -> OpenAI's: `"any"` is OpenAI's `"required"`, a `ToolFunction` a named choice."""
-    if isinstance(tool_choice, ToolFunction):
-        return {"type": "function", "function": {"name": tool_choice.name}}
-    return "required" if tool_choice == "any" else tool_choice
-
-
-def config_to_litellm(config: GenerateConfig, has_tools: bool) -> dict[str, Any]:
-    """The generation settings Inspect passes (only those set) as `litellm.acompletion` keyword arguments.
-
-    `timeout` is per HTTP attempt: Inspect's `attempt_timeout` when given, else its overall `timeout`
-    (Inspect enforces both itself as well; this makes the HTTP client give up at the same time).
-    """
-    params: dict[str, Any] = {}
-    direct = {
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "top_k": config.top_k,
-        "max_tokens": config.max_tokens,
-        "seed": config.seed,
-        "frequency_penalty": config.frequency_penalty,
-        "presence_penalty": config.presence_penalty,
-        "logit_bias": config.logit_bias,
-        "n": config.num_choices,
-        "logprobs": config.logprobs,
-        "top_logprobs": config.top_logprobs,
-        "reasoning_effort": config.reasoning_effort,
-        "extra_headers": config.extra_headers,
-        "extra_body": config.extra_body,
-    }
-    params.update({k: v for k, v in direct.items() if v is not None})
-    if config.stop_seqs:
-        params["stop"] = list(config.stop_seqs)
-    if has_tools and config.parallel_tool_calls is not None:
-        params["parallel_tool_calls"] = config.parallel_tool_calls
-    timeout = config.attempt_timeout if config.attempt_timeout is not None else config.timeout
-    if timeout is not None:
-        params["timeout"] = timeout
-    if config.response_schema is not None:
-        schema = config.response_schema
-        json_schema: dict[str, Any] = {
-            "name": schema.name,
-            "schema": schema.json_schema.model_dump(exclude_none=True),
-        }
-        if schema.description:
-            json_schema["description"] = schema.description
-        if schema.strict is not None:
-            json_schema["strict"] = schema.strict
-        params["response_format"] = {"type": "json_schema", "json_schema": json_schema}
-    return params
-
-
-def _loggable(value: Any) -> Any:
-    """A JSON-safe copy of a request value for the transcript (an exception given as `mock_response`, ...)."""
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        if isinstance(value, dict):
-            return {str(k): _loggable(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [_loggable(v) for v in value]
-        return repr(value)
-
-
 def _new_model_call(request: dict[str, Any]) -> ModelCall:
-    """Record the request (never the api key) on the active model event, so the transcript shows it even
+    """Record the request (credentials redacted) on the active model event, so the transcript shows it even
     when the call then fails; outside a sample, a free-standing `ModelCall`."""
-    logged = {k: _loggable(v) for k, v in request.items() if k != "api_key"}
-    from .._inspect_compat import set_active_model_event_call
-
-    return set_active_model_event_call(logged)
+    return set_active_model_event_call(logged_request(request))
 
 
 class LiteLLMAPI(ModelAPI):
@@ -272,13 +104,13 @@ class LiteLLMAPI(ModelAPI):
         **model_args: Any,
     ) -> None:
         if not model_name or model_name.strip("/") != model_name:
-            raise ValueError(
+            raise ConfigError(
                 f"litellm/: model name {model_name!r} is not a LiteLLM model string; "
                 "use e.g. --model litellm/openai/gpt-4o or litellm/ollama/llama3"
             )
         for key, instead in MANAGED_BY_INSPECT.items():
             if key in model_args:
-                raise ValueError(f"litellm/: -M {key}=... is not accepted; use {instead} instead")
+                raise ConfigError(f"litellm/: -M {key}=... is not accepted; use {instead} instead")
         provider = model_name.split("/")[0] if "/" in model_name else "openai"
         api_base = model_args.pop("api_base", None) or model_args.pop("base_url", None) or base_url
         super().__init__(
@@ -289,7 +121,10 @@ class LiteLLMAPI(ModelAPI):
             config=config,
         )
         self.provider = provider
-        self.model_args = model_args
+        self.model_args = model_args  # everything, credentials included: the calls need them
+        logged = model_args_being_created()  # what Inspect will log as this model's args
+        if logged is not None:
+            drop_credentials_in_place(logged)
         self._litellm = import_litellm()
 
     def connection_key(self) -> str:
@@ -341,7 +176,7 @@ class LiteLLMAPI(ModelAPI):
         try:
             response = await self._litellm.acompletion(**request)
         except openai.BadRequestError as ex:
-            call.set_error(_error_body(ex), time.monotonic() - start)
+            call.set_error(error_body(ex), time.monotonic() - start)
             return self._bad_request(ex), call
         except openai.APIError as ex:
             # LiteLLM says only "Connection error.": name the endpoint that could not be reached
@@ -351,7 +186,7 @@ class LiteLLMAPI(ModelAPI):
             # LiteLLM reports client set-up errors as a (retryable) 500: fail now instead
             setup = client_setup_failure(ex)
             if setup is not None:
-                call.set_error(_error_body(setup), time.monotonic() - start)
+                call.set_error(error_body(setup), time.monotonic() - start)
                 return LiteLLMClientSetupError(self.model_name, setup), call
             raise
         elapsed = time.monotonic() - start
@@ -374,30 +209,3 @@ class LiteLLMAPI(ModelAPI):
         if isinstance(ex, litellm.ContentPolicyViolationError):
             return ModelOutput.from_content(self.model_name, message, stop_reason="content_filter")
         return LiteLLMBadRequest(self.model_name, ex)
-
-
-class LiteLLMBadRequest(Exception):
-    """A request the backend rejected (HTTP 400 class). Not retried: it would fail the same way again."""
-
-    def __init__(self, model: str, cause: Exception) -> None:
-        self.model = model
-        self.cause = cause
-        self.status_code = getattr(cause, "status_code", 400)
-        super().__init__(
-            f"litellm/{model} rejected the request ({type(cause).__name__}, not retried): {cause}. "
-            "Check the -M arguments and generate config (an unsupported parameter can be dropped with "
-            "-M drop_params=true)."
-        )
-
-
-def _error_body(ex: Exception) -> Any:
-    body = getattr(ex, "body", None)
-    if isinstance(body, dict):
-        return body
-    return {
-        "error": {
-            "type": type(ex).__name__,
-            "status_code": getattr(ex, "status_code", None),
-            "message": str(ex),
-        }
-    }

@@ -1,0 +1,143 @@
+"""LiteLLM's exceptions mapped to Inspect's retry classes, and the errors the `litellm/` provider raises itself.
+
+Every LiteLLM exception subclasses the matching `openai` SDK exception, so classes are checked on the `openai`
+bases. Bad requests (400-class) are never retried; a refused connection and client set-up failures, which LiteLLM
+reports as 500s, are told apart here so the first is retried (with the endpoint named) and the second fails at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspect_ai.model import RetryDecision
+
+_RETRYABLE_STATUS = {408, 409, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529}
+
+
+def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
+    """Map a LiteLLM exception to Inspect's retry classes (None: do not retry).
+
+    Every LiteLLM exception subclasses the matching `openai` SDK exception, so the classes are checked on
+    the `openai` bases: 429 -> rate limit (scales the adaptive controller down); timeouts, refused or dropped
+    connections (LiteLLM reports a refused connection as a 500 `InternalServerError`) and 5xx -> transient;
+    400-class errors (bad request, auth, not found, unprocessable) -> not retried, they fail the same way
+    every time.
+    """
+    import openai
+
+    if isinstance(ex, openai.RateLimitError):
+        return RetryDecision.rate_limit(retry_after=_retry_after(ex))
+    if isinstance(ex, ModelServerUnreachable):
+        return RetryDecision.transient()
+    if isinstance(
+        ex,
+        openai.BadRequestError
+        | openai.AuthenticationError
+        | openai.PermissionDeniedError
+        | openai.NotFoundError
+        | openai.UnprocessableEntityError,
+    ):
+        return None
+    if isinstance(ex, openai.APIConnectionError):  # includes APITimeoutError (litellm.Timeout)
+        return RetryDecision.transient()
+    status = getattr(ex, "status_code", None)
+    if isinstance(status, int):
+        if status == 429:
+            return RetryDecision.rate_limit(retry_after=_retry_after(ex))
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return RetryDecision.transient(retry_after=_retry_after(ex))
+        return None
+    return None
+
+
+def connection_failure(ex: BaseException) -> ConnectionError | None:
+    """The socket-level `ConnectionError` (refused, reset, aborted) behind a LiteLLM error, if that is what it
+    is. LiteLLM reports a refused connection as a 500 `InternalServerError` saying only "Connection error."."""
+    seen: BaseException | None = ex
+    for _ in range(12):  # bounded walk down the __cause__/__context__ chain
+        if seen is None:
+            return None
+        if isinstance(seen, ConnectionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def client_setup_failure(ex: BaseException) -> Exception | None:
+    """An error the OpenAI client raised before sending anything (e.g. missing credentials), behind a LiteLLM
+    500. It would fail identically on every retry."""
+    import openai
+
+    seen: BaseException | None = ex.__cause__ or ex.__context__
+    for _ in range(12):
+        if seen is None:
+            return None
+        if isinstance(seen, openai.OpenAIError) and not isinstance(seen, openai.APIError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class LiteLLMClientSetupError(Exception):
+    """The request could not even be sent (missing credentials, bad client settings). Not retried."""
+
+    def __init__(self, model: str, cause: Exception) -> None:
+        self.model = model
+        super().__init__(
+            f"litellm/{model}: the client could not send the request ({cause}). Set the provider's API key "
+            "variable, or pass the key (any string for a local OpenAI-compatible server): -M api_key=... reaches "
+            "--model only; for a role model put it in the role's model_args, e.g. "
+            f"--model-role 'user={{model: litellm/{model}, model_args: {{api_key: ...}}}}'."
+        )
+
+
+class ModelServerUnreachable(Exception):
+    """The model server could not be reached (connection refused/reset). Retried as transient by Inspect."""
+
+    def __init__(self, model: str, api_base: str | None, cause: ConnectionError) -> None:
+        self.model = model
+        self.api_base = api_base
+        where = api_base or "the provider's default endpoint"
+        super().__init__(
+            f"litellm/{model}: cannot connect to {where} ({type(cause).__name__}: {cause}); is the server running?"
+        )
+
+
+def _retry_after(ex: BaseException) -> float | None:
+    """Seconds from a `Retry-After` header, when the server sent one (recorded, not yet used by Inspect)."""
+    response = getattr(ex, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class LiteLLMBadRequest(Exception):
+    """A request the backend rejected (HTTP 400 class). Not retried: it would fail the same way again."""
+
+    def __init__(self, model: str, cause: Exception) -> None:
+        self.model = model
+        self.cause = cause
+        self.status_code = getattr(cause, "status_code", 400)
+        super().__init__(
+            f"litellm/{model} rejected the request ({type(cause).__name__}, not retried): {cause}. "
+            "Check the -M arguments and generate config (an unsupported parameter can be dropped with "
+            "-M drop_params=true)."
+        )
+
+
+def error_body(ex: Exception) -> Any:
+    body = getattr(ex, "body", None)
+    if isinstance(body, dict):
+        return body
+    return {
+        "error": {
+            "type": type(ex).__name__,
+            "status_code": getattr(ex, "status_code", None),
+            "message": str(ex),
+        }
+    }
