@@ -1,15 +1,19 @@
 """Starting real servers on 127.0.0.1 for tests and benchmarks: a free port, and a bounded wait for readiness.
 
 Shared by the llama.cpp fixture (tests/llama_server.py), the `serve` tests and bench/serve_overhead.py, so the
-rule "poll until ready, fail fast with the log tail if the process died, give up after a deadline" exists once.
+rule "poll until ready, fail fast with the log tail if the process died, give up after a deadline" exists once;
+`app_in_thread` runs a small ASGI app (a scripted upstream server) under uvicorn in this process.
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 def free_port() -> int:
@@ -44,3 +48,24 @@ def wait_until_ready(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} not ready after {timeout_s:.0f} s:\n{log_tail()}")
         time.sleep(poll_s)
+
+
+@contextmanager
+def app_in_thread(app: Any, *, timeout_s: float = 20.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port, in a daemon thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"test server on port {port} did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

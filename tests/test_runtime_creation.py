@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from inspect_ai import Task, eval
 from inspect_ai.dataset import Sample
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 from inspect_ai.solver import generate
-from local_servers import free_port
+from local_servers import app_in_thread
 
 from userlm_plugin._inspect_compat import PrerequisiteError
 from userlm_plugin.errors import ConfigError, ModelLoadError, UsageError
@@ -174,7 +172,6 @@ print("TORCH IMPORTED:", any(name == "torch" or name.startswith("torch.") for na
 @pytest.fixture(scope="module")
 def completions_server() -> Iterator[str]:
     """A minimal OpenAI-compatible /v1/completions endpoint on 127.0.0.1 (Starlette under uvicorn, in a thread)."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -186,19 +183,8 @@ def completions_server() -> Iterator[str]:
         return JSONResponse({"choices": [choice], "usage": {"completion_tokens": 8}})
 
     app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with app_in_thread(app) as url:
+        yield f"{url}/v1"
 
 
 def run_hidden(hidden: list[str], script: str, *args: str) -> str:

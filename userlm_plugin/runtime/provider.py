@@ -148,6 +148,11 @@ class UserLMAPI(ModelAPI):
         return await asyncio.to_thread(lambda: self.backend)
 
     @property
+    def backend_if_loaded(self) -> GenerationBackend | None:
+        """The backend if it was built already (never builds it: `serve`'s /health must not load the weights)."""
+        return self._backend
+
+    @property
     def loaded(self) -> Any:
         """The loaded local model (`local.loading.LoadedUserLM`); loads it on first access."""
         return getattr(self.backend, "loaded", None)

@@ -80,13 +80,8 @@ class ServeStats:
     """Requests whose client disconnected before the answer; their generation was cancelled."""
 
 
-def _loaded_backend(api: Any) -> Any:
-    """The api's backend if it is loaded (never loads it: /health must answer while the model loads)."""
-    return api._backend if hasattr(api, "_backend") else getattr(api, "backend", None)
-
-
 def _batching(api: Any) -> dict[str, Any]:
-    backend = _loaded_backend(api)
+    backend = api.backend_if_loaded  # never loads: /health must answer while the model loads
     engine = getattr(backend, "engine", None)
     stats = getattr(engine, "stats", None)
     if stats is None:
