@@ -7,7 +7,7 @@
 #      guardrails (SmolLM2 again, with a user turn opened in its own chat template: UserLM-8b itself needs a
 #      GPU and the hub);
 # then `userlm-plugin compare` prints P / A90 / U and the drop from `full`, and writes a chart.
-# About 4 minutes on 2 cores (the first run also converts the GGUF weights once into .cache/, ~20 s).
+# The first run also converts the GGUF weights once into .cache/ (~20 s); README.md says how long the demo takes.
 #
 # Real use (any provider through litellm/, UserLM-8b on a GPU as the user):
 #   inspect eval evals/coding_sharded.py --model litellm/openai/gpt-4o \
