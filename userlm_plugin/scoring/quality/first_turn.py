@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
@@ -22,6 +23,18 @@ from .reading import (
 )
 
 
+def _percent_of_first_turns(
+    measure: Callable[[list[str]], float | None],
+) -> Callable[[list[SampleScore]], float]:
+    """A corpus measure (0..1) over the run's first user turns, in percent (NaN when it does not apply)."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        value = measure(first_turns(scores))
+        return NOT_APPLICABLE if value is None else value * 100
+
+    return compute
+
+
 @metric(name="distinct1_pct", scores="unreduced")
 def first_turn_unique_unigram_pct() -> Metric:
     """First-turn diversity as pooled distinct-1 (docs/metrics.md, "% unique 1-grams"), in percent.
@@ -31,11 +44,7 @@ def first_turn_unique_unigram_pct() -> Metric:
     for the size-independent reading.
     """
 
-    def compute(scores: list[SampleScore]) -> float:
-        ratio = qm.distinct_unigram_ratio(first_turns(scores))
-        return NOT_APPLICABLE if ratio is None else ratio * 100
-
-    return compute
+    return _percent_of_first_turns(qm.distinct_unigram_ratio)
 
 
 @metric(name="diversity_pct", scores="unreduced")
@@ -44,14 +53,10 @@ def first_turn_pairwise_difference_pct() -> Metric:
 
     How different two first turns of the run are on average (100 = no word in common). The paper's
     "pairwise 1-gram Jaccard" reading; compare with its reference values (humans 94.01, UserLM-8b 94.55,
-    GPT-4o 74.42) with care, the exact formula is unverified (docs/metrics.md Q5).
+    GPT-4o 74.42) with care, the exact formula is unverified (docs/metrics.md).
     """
 
-    def compute(scores: list[SampleScore]) -> float:
-        value = qm.mean_pairwise_jaccard_distance(first_turns(scores))
-        return NOT_APPLICABLE if value is None else value * 100
-
-    return compute
+    return _percent_of_first_turns(qm.mean_pairwise_jaccard_distance)
 
 
 @metric(name="intent_share_pct", scores="unreduced")
