@@ -120,6 +120,31 @@ def attacks(eval_pid: int) -> dict[str, str]:
                     pass
             return None
         """,
+        "reads_every_fd": """
+            import os
+            seen = []
+            for fd in range(0, 64):
+                try:
+                    os.set_blocking(fd, False)
+                    seen.append(os.read(fd, 1 << 16).decode(errors="replace"))
+                except OSError:
+                    pass
+            return "".join(seen)
+        """,
+        "keeps_answering_from_a_thread": """
+            import os, threading, time
+            def flood():
+                for _ in range(200):
+                    for fd in range(3, 16):
+                        try:
+                            os.write(fd, (11).to_bytes(8, "big") + b'{"value":5}')
+                        except OSError:
+                            pass
+                    time.sleep(0.001)
+            threading.Thread(target=flood, daemon=True).start()
+            time.sleep(0.05)
+            return 0
+        """,
         # too much
         "huge_stdout": """
             import sys
@@ -128,7 +153,7 @@ def attacks(eval_pid: int) -> dict[str, str]:
                 sys.stdout.write(chunk)
         """,
         "huge_return": """
-            return "x" * (80 * 2 ** 20)
+            return "x" * (20 * 2 ** 20)
         """,
         "deep_return": """
             value = []

@@ -290,3 +290,41 @@ def test_every_attack_scores_zero_through_coding_sharded(dataset: str, tmp_path)
     assert {s.metadata.get("isolation") for s in scores} == {"user"}
     log_text = json.dumps([s.explanation for s in scores])
     assert "first failing test" in log_text
+
+
+async def test_what_a_killed_launcher_left_is_swept_by_the_next_run_on_that_uid(env) -> None:
+    """A launcher killed mid-run (e.g. by Inspect's exec timeout) cannot sweep: its uid stays marked dirty, and
+    the next run that leases the uid kills what is left before it starts."""
+    limits = LIMITS.model_copy(
+        update={"uid_base": 61990, "uid_count": 1, "timeout_per_test_s": 20, "max_wall_s": 60}
+    )
+    program = (
+        "import os, time\n"
+        "def attack(a, b):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        os.execve('/bin/sleep', ['sleep', '919.5'], {})\n"
+        "    time.sleep(30)\n"
+    )
+    run = asyncio.ensure_future(run_tests(spec("check", program), limits, env=env))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if _processes_with("919.5"):
+            break
+    launchers = [p for p in _processes_with("userlm_isolation") if _parent(p) == os.getpid()]
+    assert len(launchers) == 1
+    os.kill(launchers[0], 9)
+    killed = await run
+    assert not killed.passed and killed.isolation is None  # no report: the launcher died
+    assert _processes_with("919.5")  # left behind, for now
+    after = await run_tests(spec("check", "def attack(a, b):\n    return a + b\n"), limits, env=env)
+    assert after.passed and after.isolation_detail.startswith("uid 61990")
+    time.sleep(0.2)
+    assert _processes_with("919.5") == []
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1

@@ -3,13 +3,16 @@ refused, and the call-based comparison rule (docs/grading.md)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import sys
 from enum import IntEnum
+from pathlib import Path
 
 import pytest
 
+from userlm_plugin.scoring.answers import isolation
 from userlm_plugin.scoring.answers.isolation import plain
 from userlm_plugin.scoring.answers.isolation.preamble import preamble_source
 
@@ -130,3 +133,10 @@ def test_the_preamble_is_lics_in_lics_order() -> None:
         sys.setrecursionlimit(limit)
     assert {"List", "Counter", "heappush", "inf", "lru_cache", "bisect_left"} <= set(namespace)
     assert namespace["pow"] is pow and namespace["datetime"].__name__ == "datetime"
+
+
+def test_the_sandbox_side_code_is_python_3_8() -> None:
+    """The isolation modules run on the sandbox's python3 (docker images may be old): no newer syntax."""
+    folder = Path(isolation.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 8))

@@ -227,6 +227,17 @@ def preexec(limits, lease, cgroup):
     return setup
 
 
+def can_switch_users():
+    """True when this process may change uids and gids (CAP_SETUID and CAP_SETGID; a container started with
+    `--cap-drop` may lack them even as root)."""
+    try:
+        with open("/proc/self/status") as f:
+            caps = int(next(line.split()[1] for line in f if line.startswith("CapEff:")), 16)
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(caps & (1 << 6)) and bool(caps & (1 << 7))
+
+
 def interpreter_for_others():
     """A python3 an unprivileged user can execute (every directory on the way searchable by others)."""
     candidates = [sys.executable, os.path.realpath(sys.executable), getattr(sys, "_base_executable", None)]

@@ -25,7 +25,7 @@ import traceback
 from . import plain, wire
 
 SHOWN = 300
-MESSAGE_LIMIT = 64 * 1024 * 1024
+MESSAGE_LIMIT = 16 * 1024 * 1024
 """Largest reply accepted from a worker (a bigger return value fails the test)."""
 
 

@@ -88,6 +88,8 @@ class Run:
             reason = "process isolation requested"
         elif os.geteuid() != 0:
             reason = "the launcher is not root"
+        elif not confine.can_switch_users():
+            reason = "the launcher may not change uids (no CAP_SETUID/CAP_SETGID)"
         elif not self.limits.get("worker_python"):
             python = confine.interpreter_for_others()
             if python is None:
@@ -191,7 +193,7 @@ class Run:
                 start_new_session=True,
                 preexec_fn=confine.preexec(self.limits, self.lease, self.cgroup),
             )
-        except OSError as ex:
+        except (OSError, subprocess.SubprocessError) as ex:  # e.g. a uid the sandbox's user namespace lacks
             for fd in (to_read, to_worker, from_worker, to_write):
                 os.close(fd)
             return None, f"could not start the test process with {self.python}: {ex}"
