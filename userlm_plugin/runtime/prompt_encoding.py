@@ -65,8 +65,8 @@ def _encode_whole(tokenizer: Any, rendered: RenderedPrompt) -> list[int] | None:
     control = _control_ids(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a Python tokenizer: no offsets, so look for the strings themselves
-        pattern = _control_pattern(tokenizer)
-        if pattern is not None and any(pattern.search(c) for c in rendered.contents):
+        strings = [s for s in _added_tokens(tokenizer).values() if s]
+        if any(s in content for content in rendered.contents for s in strings):
             return None
         return list(tokenizer.encode(rendered.text, add_special_tokens=False))
     # encode_batch releases the GIL (encode does not), so a huge prompt tokenized in a worker thread leaves the
@@ -136,11 +136,13 @@ def _control_ids(tokenizer: Any) -> frozenset[int]:
 
 
 def _control_pattern(tokenizer: Any) -> re.Pattern[str] | None:
-    """A regex matching any added-token string (longest first), or None when the tokenizer has none."""
+    """A regex matching any added-token string of two or more characters (longest first, any case: a server's
+    tokenizer may lowercase before matching), or None when the tokenizer has none. A one-character added token
+    cannot be broken up in text; only `prompt_format=token_ids` keeps it text on a server."""
 
     def build(added: dict[int, str]) -> re.Pattern[str] | None:
-        strings = sorted({s for s in added.values() if s}, key=len, reverse=True)
-        return re.compile("|".join(re.escape(s) for s in strings)) if strings else None
+        strings = sorted({s for s in added.values() if len(s) > 1}, key=len, reverse=True)
+        return re.compile("|".join(re.escape(s) for s in strings), re.IGNORECASE) if strings else None
 
     return _cached(tokenizer, "_userlm_control_pattern", build)
 
