@@ -112,12 +112,17 @@ def test_turn_order_store_metadata_and_transcript(tmp_path: Path) -> None:
         "simulator": "scripted",
     }
     assert next(iter(summary)) == "stop_reason"  # why it stopped leads the summary
+    # ... and the summary leads the sample's metadata, also as one line a viewer shows without a click
+    assert list(sample.metadata)[:2] == ["simulated_user_stop", "simulated_user"]
+    assert sample.metadata["simulated_user_stop"] == (
+        "user_ended (script_exhausted) · 4 user turns · 0 rejected drafts · guardrails exhausted on 0 turns"
+    )
 
     spans = [e.name for e in sample.events if e.event == "span_begin" and e.type == "simulated_user"]
     assert spans == [f"user turn {i} (scripted)" for i in range(1, 6)]
     # one readable (Markdown) info event per turn, and one for the stop
     infos = [e.data for e in sample.events if e.event == "info"]
-    assert infos[0] == f"**User turn 1** by `scripted`\n\n> {TURNS[0]}\n\nscript_index: `0`"
+    assert infos[0] == f"**User turn 1** by `scripted`\n\nSent: “{TURNS[0]}”\n\nscript_index: `0`"
     assert infos[-1].startswith("**Conversation stopped**: `user_ended` (`script_exhausted`)")
 
 

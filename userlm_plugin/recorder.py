@@ -8,8 +8,8 @@ counts (a record with text is a sent user turn; its `shard_id` joins the reveale
 What it writes, as it happens:
 - the sample store's `Conversation` record (records.py), rewritten after every turn, so a limit that aborts the
   loop loses nothing;
-- `state.metadata["simulated_user"]`, the conversation's summary, stop reason first (the viewer's sample header
-  and metadata tab show it);
+- `state.metadata["simulated_user"]`, the conversation's summary, stop reason first, and the same as one line of
+  text in `state.metadata["simulated_user_stop"]`; both lead the sample's metadata (the viewer's Info tab);
 - a transcript span "user turn N (<simulator>)" (type `simulated_user`) per turn, and inside it a Markdown info
   event saying who wrote the turn, the drafts the guardrails rejected and why, and whether they gave up
   (`guardrails_exhausted`); a final info event says why the conversation stopped;
@@ -31,6 +31,10 @@ from .turns import EndReason, StopReason, TurnRecord
 
 SUMMARY_KEY = "simulated_user"
 """`state.metadata` key of the conversation summary (stop reason, turn counts, guardrail activity, simulator)."""
+
+SUMMARY_LINE_KEY = "simulated_user_stop"
+"""`state.metadata` key of the same summary as one line of text: a scalar, so the viewer shows it without a click
+and Inspect keeps it in sample summaries (which drop nested metadata)."""
 
 PROGRESS_CAPTION = "simulated user turns"
 """Caption of the task display counter that moves with every simulated user turn."""
@@ -68,6 +72,12 @@ class ConversationRecorder:
         conv.turns, conv.user_turns, conv.assistant_turns, conv.revealed_shards = [], 0, 0, []
         conv.stop_reason = conv.end_reason = None
         self._summarize()
+        if (
+            summary is not None
+        ):  # the summary leads the sample's metadata (in place: it is the state's own dict)
+            ordered = {k: summary.pop(k) for k in (SUMMARY_LINE_KEY, SUMMARY_KEY)} | summary
+            summary.clear()
+            summary.update(ordered)
 
     @classmethod
     def start(
@@ -130,6 +140,7 @@ class ConversationRecorder:
             "simulator": self.simulator,
         }
         if self._summary_target is not None:
+            self._summary_target[SUMMARY_LINE_KEY] = summary_line(summary)
             self._summary_target[SUMMARY_KEY] = summary
         return summary
 
@@ -153,7 +164,7 @@ def turn_markdown(record: TurnRecord) -> str:
         notes.append(f"reveals shard {record.shard_id}")
     lines = [head + (" · " + " · ".join(notes) if notes else "")]
     if record.text is not None:
-        lines.append(f"> {_quote(record.text)}")
+        lines.append(f"Sent: “{_quote(record.text)}”")
     else:
         lines.append(f"*The user ended the conversation* (`{record.end_reason}`).")
     if record.rejected:
@@ -165,6 +176,18 @@ def turn_markdown(record: TurnRecord) -> str:
     if facts:
         lines.append(" · ".join(f"{k}: `{v}`" for k, v in facts.items()))
     return "\n\n".join(lines)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """E.g. "max_turns · 3 user turns · 1 rejected draft · guardrails exhausted on 0 turns" ("running" until
+    the conversation stops)."""
+    stop = str(summary["stop_reason"]) if summary["stop_reason"] else "running"
+    if summary["end_reason"]:
+        stop += f" ({summary['end_reason']})"
+    return (
+        f"{stop} · {summary['user_turns']} user turns · {summary['rejected_drafts']} rejected drafts · "
+        f"guardrails exhausted on {summary['guardrails_exhausted']} turns"
+    )
 
 
 def stop_markdown(summary: dict[str, Any]) -> str:
