@@ -139,7 +139,8 @@ def to_html(comparison: Comparison, out_dir: Path | None = None, chart: bool = T
         "<!doctype html><html><head><meta charset='utf-8'><title>userlm-plugin comparison</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
         "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}td:nth-child(-n+3),th{text-align:left}"
-        "tr.flagged{background:#fff4e0}code{background:#f3f3f3;padding:0 3px}</style></head><body>",
+        "tr.flagged{background:#fff4e0}code{background:#f3f3f3;padding:0 3px}table.runs td{text-align:left}"
+        "</style></head><body>",
         "<h1>Assistant comparison: single-turn vs. simulated users</h1>",
         f"<p>{_inline(LEGEND)}</p>",
     ]
@@ -161,7 +162,7 @@ def to_html(comparison: Comparison, out_dir: Path | None = None, chart: bool = T
             where = esc(flag.base_task + (f" [{flag.setting}]" if flag.setting else ""))
             parts.append(f"<li><b>{esc(flag.kind)}</b> ({where}): {_inline(flag.message)}</li>")
         parts.append("</ol>")
-    parts.append("<h2>Runs</h2><table><thead><tr>")
+    parts.append("<h2>Runs</h2><table class='runs'><thead><tr>")
     parts += [f"<th>{c}</th>" for c in ("eval", "model", "setting", "simulator", "scorer", "log")]
     parts.append("</tr></thead><tbody>")
     for run in sorted(comparison.runs, key=lambda r: (r.base_task, r.model, setting_sort_key(r.setting))):
