@@ -26,7 +26,7 @@ from typing import Any, Literal
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
-from .scorers import read_conversation, skip_sample
+from .reading import read_conversation, skip_sample
 
 EndProbSource = Literal["auto", "recorded", "teacher_forced"]
 
