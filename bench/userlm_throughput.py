@@ -142,7 +142,7 @@ def raw_generate(loaded: Any, prompts: list[list[int]], max_tokens: int, seed: i
     extra = {"cache_implementation": "static"} if static else {}
     torch.manual_seed(seed)
     _sync()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids,
@@ -156,17 +156,17 @@ def raw_generate(loaded: Any, prompts: list[list[int]], max_tokens: int, seed: i
             **extra,
         )
     _sync()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     stops, tokens = set(loaded.stop_ids), 0
     for row in out[:, width:].tolist():
         cut = next((k for k, t in enumerate(row) if t in stops), None)
         tokens += len(row) if cut is None else cut + 1
-    return {"wall_s": wall, "tokens": tokens, "steps": out.shape[1] - width}
+    return {"wall_s": wall, "tokens": tokens, "steps": out.shape[1] - width, "torch_cpu_s": cpu}
 
 
 def raw_sequential(loaded: Any, prompts: list[list[int]], max_tokens: int, seed: int) -> dict:
     runs = [raw_generate(loaded, [p], max_tokens, seed + i, static=False) for i, p in enumerate(prompts)]
-    return {"wall_s": sum(r["wall_s"] for r in runs), "tokens": sum(r["tokens"] for r in runs)}
+    return {key: sum(r[key] for r in runs) for key in ("wall_s", "tokens", "torch_cpu_s")}
 
 
 def _sync() -> None:
@@ -188,7 +188,9 @@ async def bench(args: argparse.Namespace, name: str, loaded: Any) -> list[dict]:
 
     from userlm_plugin.runtime.local import torch_thread
 
-    model = get_model(f"userlm/{name}", memoize=False, max_batch_size=max(args.concurrency), max_wait_ms=5)
+    model = get_model(
+        f"userlm/{name}", memoize=False, max_batch_size=max(args.concurrency), max_wait_ms=args.max_wait_ms
+    )
     step_bound = weight_bytes(loaded.model) / args.bandwidth
     warm = conversations(2, args.shape)
     await through_inspect(model, warm, 4, OFF, 0)
@@ -238,6 +240,8 @@ def print_round(n: int, best: dict[str, dict], step_bound: float) -> None:
             )
         elif key == "bound":
             extra = f"  ({step_bound * 1e3:.3f} ms per decode step)"
+        else:
+            extra = f"  CPU: torch thread {run['torch_cpu_s'] * 1e3:.0f} ms"
         print(f"  {key:16s} {run['tok_s']:10,.0f} tok/s{extra}", flush=True)
     ours = best["userlm/ off"]["tok_s"]
     ratios = [
@@ -321,6 +325,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--skip-static", action="store_true", help="skip raw static cache (compiles per shape on CUDA)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="the engine's max_wait_ms (burst gathering)"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
