@@ -129,7 +129,8 @@ class BatchingEngine:
         self.end_token_id = end_token_id
         self.settings = settings or EngineSettings()
         self.stats = EngineStats()
-        self.batch = RunningBatch(
+        self.batch = torch_thread.call(  # its buffers are made, like all torch work, on the torch thread
+            RunningBatch,
             model,
             stop_ids=self.stop_ids,
             end_token_id=end_token_id,
