@@ -180,8 +180,9 @@ async def test_concurrent_runs_have_their_own_uids_and_cannot_kill_each_other(en
         "                    pass\n"
         "    return -1\n"
     )
+    limits = LIMITS.model_copy(update={"timeout_per_test_s": 6})
     first, second = await asyncio.gather(
-        run_tests(spec("check", patient), LIMITS, env=env), run_tests(spec("check", killer), LIMITS, env=env)
+        run_tests(spec("check", patient), limits, env=env), run_tests(spec("check", killer), limits, env=env)
     )
     assert first.passed, first.explanation()
     assert not second.passed

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-REDACTED = "[redacted]"
 CREDENTIAL_WORDS = frozenset(
     {
         "key",
@@ -54,20 +53,13 @@ def is_credential(name: Any, value: Any = "") -> bool:
     return any(w in CREDENTIAL_WORDS or RUN_TOGETHER.match(w) for w in words(name))
 
 
-def without_credentials(value: Any, replacement: Any = None) -> Any:
-    """A copy of `value` with every credential entry of every nested dict removed (`replacement` None) or
-    replaced by `replacement`; lists and tuples are walked too. The original is never changed."""
+def without_credentials(value: Any) -> Any:
+    """A copy of `value` without the credential entries of any nested dict (lists and tuples are walked too).
+    The original is never changed."""
     if isinstance(value, dict):
-        copy: dict[Any, Any] = {}
-        for k, v in value.items():
-            if is_credential(k, v):
-                if replacement is not None:
-                    copy[k] = replacement
-            else:
-                copy[k] = without_credentials(v, replacement)
-        return copy
+        return {k: without_credentials(v) for k, v in value.items() if not is_credential(k, v)}
     if isinstance(value, list | tuple):
-        return type(value)(without_credentials(v, replacement) for v in value)
+        return type(value)(without_credentials(v) for v in value)
     return value
 
 

@@ -21,8 +21,8 @@ Design decisions (docs/inspect.md):
 - Cost: LiteLLM's `response_cost` goes to `ModelUsage.total_cost` (None when LiteLLM has no price for the model).
 - No secrets in logs: credential-looking `-M` arguments (`api_key`, `aws_secret_access_key`, `extra_headers=
   {"Authorization": ...}`, ...; the rule is in `credentials.py`) are used for every call but dropped from the
-  arguments Inspect logs as `eval.model_args` (and a role's model args), and shown as "[redacted]" in each
-  ModelCall request (docs/grading.md, "Secrets in logs").
+  arguments Inspect logs as `eval.model_args` (and a role's model args) and from each ModelCall request
+  (docs/grading.md, "Secrets in logs").
 
 Error mapping is in `litellm_errors.py`, the request mapping in `litellm_request.py`.
 """
@@ -87,7 +87,7 @@ def import_litellm() -> ModuleType:
 
 
 def _new_model_call(request: dict[str, Any]) -> ModelCall:
-    """Record the request (credentials redacted) on the active model event, so the transcript shows it even
+    """Record the request (without credentials) on the active model event, so the transcript shows it even
     when the call then fails; outside a sample, a free-standing `ModelCall`."""
     return set_active_model_event_call(logged_request(request))
 

@@ -1,7 +1,7 @@
 """Inspect's generate config and tools as `litellm.acompletion` arguments, and the request as it is logged.
 
 The logged copy (`logged_request`) never holds credentials: the api key, and every argument, header or body field
-whose name looks like a credential (`credentials.py`), shows as "[redacted]"; the call itself gets everything.
+whose name looks like a credential (`credentials.py`), is dropped from it; the call itself gets everything.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from inspect_ai.model import GenerateConfig
 from inspect_ai.tool import ToolChoice, ToolFunction, ToolInfo
 
-from .credentials import REDACTED, without_credentials
+from .credentials import without_credentials
 
 
 def tools_to_openai(tools: list[ToolInfo]) -> list[dict[str, Any]]:
@@ -96,5 +96,5 @@ def _loggable(value: Any) -> Any:
 
 
 def logged_request(request: dict[str, Any]) -> dict[str, Any]:
-    """What the transcript shows of a request: JSON-safe, credentials replaced by "[redacted]"."""
-    return {k: _loggable(v) for k, v in without_credentials(request, REDACTED).items()}
+    """What the transcript shows of a request: JSON-safe, without credentials."""
+    return {k: _loggable(v) for k, v in without_credentials(request).items()}
