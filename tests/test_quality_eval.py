@@ -247,6 +247,8 @@ def test_a_judged_probe_without_a_judge_role_fails_before_any_conversation(tmp_p
         )
     # a Task built in Python before eval() is checked per sample, still before the simulator runs
     task = load_eval_module().simulator_quality(probe="intent", simulator=CountingUser(), limit=2)
+    assert task.display_name == "simulator_quality · counting · probe intent"  # runs told apart in the viewer
+    assert {"simulator:counting", "probe:intent"} <= set(task.tags or [])
     [log] = eval(task, display="none", log_dir=str(tmp_path))
     assert log.status == "error" and CountingUser.calls == 0
     assert "Bind one with --model-role judge=<model>" in str(log.error)
