@@ -318,10 +318,13 @@ async def test_what_a_killed_launcher_left_is_swept_by_the_next_run_on_that_uid(
     killed = await run
     assert not killed.passed and killed.isolation is None  # no report: the launcher died
     assert _processes_with("919.5")  # left behind, for now
+    left_dirs = [p for p in Path("/tmp").glob("userlm_run_*") if p.stat().st_uid == 61990]
+    assert left_dirs  # the dead run's temp dir, for now
     after = await run_tests(spec("check", "def attack(a, b):\n    return a + b\n"), limits, env=env)
     assert after.passed and after.isolation_detail.startswith("uid 61990")
     time.sleep(0.2)
     assert _processes_with("919.5") == []
+    assert not any(p.exists() for p in left_dirs)
 
 
 def _parent(pid: int) -> int:

@@ -96,6 +96,7 @@ class UidLease:
                     os.close(fd)
                     continue
                 self.uid = self.gid = uid
+                self.directory = directory
                 self._fd = fd
                 self.dirty = os.read(fd, 16) != b"clean"  # a launcher died holding it: sweep before use
                 self._mark(b"dirty")
@@ -103,6 +104,14 @@ class UidLease:
             if time.monotonic() > deadline:
                 raise ConfineError(f"all {count} grading uids from {base} are in use")
             time.sleep(0.05)
+
+    def private_dir(self):
+        """A fresh root-only directory for this uid's run (the worker's output files): inside the lock
+        directory, so a run that died is cleaned up by the next one on the uid, not left in /tmp."""
+        path = os.path.join(self.directory, f"{self.uid}.run")
+        shutil.rmtree(path, ignore_errors=True)
+        os.mkdir(path, 0o700)
+        return path
 
     def _mark(self, state):
         os.lseek(self._fd, 0, os.SEEK_SET)

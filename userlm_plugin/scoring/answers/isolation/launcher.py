@@ -114,9 +114,11 @@ class Run:
         if self.cgroup is not None:
             extras.append("cgroup v2")
         self.workdir = tempfile.mkdtemp(prefix="userlm_run_")
-        self.logdir = tempfile.mkdtemp(prefix="userlm_log_")
-        if self.lease is not None:
+        if self.lease is not None:  # a dead run's workdir goes with the uid's files, its logs with the lease
             os.chown(self.workdir, self.lease.uid, self.lease.gid)
+            self.logdir = self.lease.private_dir()
+        else:
+            self.logdir = tempfile.mkdtemp(prefix="userlm_log_")
         return level, ", ".join(extras) + ("" if reason is None else f" ({reason})")
 
     def _grade(self):
