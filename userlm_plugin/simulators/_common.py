@@ -27,7 +27,7 @@ from .base import SimulationContext
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 USERLM_INTENT_PREFIX = "You are a user chatting with an assistant language model to"
-"""How every UserLM training intent starts (arXiv 2510.06552 §2.2; docs/userlm.md). Prompted baselines want the goal after it."""
+"""How every UserLM training intent starts (arXiv 2510.06552 §2; docs/userlm.md). Prompted baselines want the goal after it."""
 
 
 @cache
@@ -41,13 +41,17 @@ def load_prompts(name: str) -> dict[str, Any]:
 
 
 def render(template: str, **values: str) -> str:
-    """Fill `{name}` placeholders by plain replacement.
+    """Fill `{name}` placeholders in ONE pass over the template.
 
-    Not `str.format`: prompt files contain literal JSON braces, and intents may contain braces too.
+    Not `str.format`: prompt files contain literal JSON braces, and intents may contain braces too. Not one
+    `str.replace` per name either: a value is text from the conversation (an assistant turn, the intent), and a
+    value that contains another placeholder, say an assistant writing `{unrevealed}`, would then be filled in turn
+    and leak what the simulator must not show (the hidden shards). Values are inserted verbatim, never re-read.
     """
-    for key, value in values.items():
-        template = template.replace("{" + key + "}", value)
-    return template
+    if not values:
+        return template
+    pattern = re.compile("|".join(re.escape("{" + key + "}") for key in values))
+    return pattern.sub(lambda match: values[match.group(0)[1:-1]], template)
 
 
 def intent_goal(intent: str) -> str | None:
