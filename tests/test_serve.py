@@ -25,7 +25,9 @@ from local_servers import free_port, wait_until_ready
 from userlm_plugin.serve import END_FINISH_REASON
 from userlm_plugin.turns import END_CONVERSATION
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map fetch (notes G10)
+os.environ.setdefault(
+    "LITELLM_LOCAL_MODEL_COST_MAP", "True"
+)  # no price-map fetch (docs/inspect.md#importing-litellm-is-slow-and-fetches-a-price-map)
 
 NAME = "tiny-userlm"
 INTENT = "You are a user who needs a python function that sorts a list; ask the assistant for it."

@@ -1,6 +1,6 @@
 """A tiny random Llama-3-style model with UserLM-8b's template quirks, built offline in ~0.1 s.
 
-Adapted from /work/shared/notes/tiny_llama_fixture.py. What it adds for the runtime tests:
+What it adds for the runtime tests:
 
 * ``token_bias``: a context-free logit bias per token, baked into the weights (embedding channel 0 is a
   constant 1.0 and ``lm_head[:, 0]`` carries the bias), so a test can make the model *want* a token
@@ -48,7 +48,7 @@ LLAMA3_SPLIT = (
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# UserLM-8b's template (paper.md §1.3): no BOS, one "\n" after each header, and a trailing user header with
+# UserLM-8b's template (docs/userlm.md#the-chat-template-contract): no BOS, one "\n" after each header, and a trailing user header with
 # no newline, whatever add_generation_prompt says.
 USERLM_CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -134,7 +134,7 @@ def build_tokenizer(
     )
     if (
         userlm and end_token
-    ):  # UserLM adds it with special=False: it survives skip_special_tokens=True (paper.md §1.2)
+    ):  # UserLM adds it with special=False: it survives skip_special_tokens=True (docs/userlm.md)
         tok.add_tokens([AddedToken(END_CONV, special=False, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
@@ -189,7 +189,7 @@ def build_model(
         max_position_embeddings=2048,
         rms_norm_eps=1e-5,
         bos_token_id=tokenizer.bos_token_id,
-        # UserLM's config.json says <|end_of_text|> while its generation_config says <|eot_id|> (paper.md §1.2)
+        # UserLM's config.json says <|end_of_text|> while its generation_config says <|eot_id|> (docs/userlm.md)
         eos_token_id=tokenizer.convert_tokens_to_ids(EOT_TEXT) if flavour == "userlm" else eot_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
@@ -246,7 +246,7 @@ def build_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eot_id,
         pad_token_id=tokenizer.pad_token_id,
-        # UserLM ships temperature 0.6 / top_p 0.9; the card and paper sample at 1.0 / 0.8 (paper.md §1.2)
+        # UserLM ships temperature 0.6 / top_p 0.9; the card and paper sample at 1.0 / 0.8 (docs/userlm.md)
         **({"do_sample": True, "temperature": 0.6, "top_p": 0.9} if flavour == "userlm" else {}),
     )
     return model.eval()

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 END_CONVERSATION = "<|endconversation|>"
 """UserLM-8b's end-of-conversation token (id 128256). Added with `special=False`, so it survives
-`skip_special_tokens=True` and is detected as text (paper.md §1.2). Prompted simulators are asked to emit
-the same string, as in the paper's baselines (§2.4)."""
+`skip_special_tokens=True` and is detected as text (docs/userlm.md#the-end-of-conversation-token). Prompted simulators are asked to emit
+the same string, as in the paper's baselines (docs/userlm.md#the-papers-baselines)."""
 
 USERLM_METADATA_KEY = "userlm"
 """Key under `ModelOutput.metadata` where the `userlm/` provider reports guardrail decisions and stop reason."""

@@ -1,5 +1,5 @@
-"""Model providers registered with Inspect. Each factory imports its heavy backend only when used (G7/G10 in
-shared notes): `userlm/` pulls in torch + transformers, `litellm/` pulls in litellm (~3 s)."""
+"""Model providers registered with Inspect. Each factory imports its heavy backend only when used (docs/inspect.md
+#entry-points-load-on-every-run): `userlm/` pulls in torch + transformers, `litellm/` pulls in litellm (~3 s)."""
 
 from inspect_ai.model import ModelAPI, modelapi
 

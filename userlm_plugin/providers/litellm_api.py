@@ -76,7 +76,7 @@ def import_litellm() -> ModuleType:
     """Import litellm configured for use inside Inspect.
 
     Sets `LITELLM_LOCAL_MODEL_COST_MAP=True` before the first import (otherwise litellm fetches its price map
-    over the network at import, and keeps retrying offline: notes G10), silences its banner, and leaves its
+    over the network at import, and keeps retrying offline: docs/inspect.md#importing-litellm-is-slow-and-fetches-a-price-map), silences its banner, and leaves its
     callbacks empty so prompts go nowhere but Inspect's log.
     """
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -2,7 +2,8 @@
 "Guardrails").
 
 1. First-token filter: the first content token may not be "I", "You" or "Here" (either case), assistant-like
-   openers. Applied as a logit ban (see `sampling.RowSampler`), never by resampling.
+   openers. Applied as a logit ban (runtime/local/sampling.py `sample_step`; remote: `logit_bias`), never by
+   resampling.
 2. End-of-conversation control: `<|endconversation|>` is banned (the card's `bad_words_ids`), here until
    `min_turns_before_end` user turns exist, so termination can be measured.
 3. Length: resample turns under 3 or over 25 words.

@@ -52,7 +52,7 @@ class SimulationContext:
 
         Drops system prompts, tool calls, tool results and reasoning blocks; coalesces consecutive
         same-role messages (an assistant tool loop shows as one reply) and drops empty ones (UserLM was
-        trained on strictly alternating WildChat turns: arXiv 2510.06552 §2.2, docs/userlm.md).
+        trained on strictly alternating WildChat turns: arXiv 2510.06552 §2, docs/userlm.md).
         """
         view: list[ChatMessage] = []
         for message in self.messages:

@@ -1,4 +1,5 @@
-"""An assistant LLM prompted to act as the user: the paper's baselines ("Flipping the Dialogue" §2.4).
+"""An assistant LLM prompted to act as the user: the paper's baselines ("Flipping the Dialogue";
+docs/userlm.md#the-papers-baselines).
 
 Two styles:
 - `flattened` (the paper's): one instruction prompt ("You are a human user interacting with an AI system to ...")
@@ -143,7 +144,7 @@ def prompted_user(
     max_retries: int = 3,
     detect_role_breaks: bool = True,
 ) -> PromptedUser:
-    """A prompted assistant plays the user (the paper's baselines, §2.4).
+    """A prompted assistant plays the user (the paper's baselines: docs/userlm.md#the-papers-baselines).
 
     Args:
         style: "role_flip" (chat with roles swapped, persona system prompt) or "flattened" (the paper's single

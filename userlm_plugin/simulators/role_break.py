@@ -1,6 +1,6 @@
 """Detects a prompted simulator that stopped playing the user and wrote an assistant's reply.
 
-Prompted assistants drop the user role in 20-60% of conversations (arXiv 2510.06552 §2.6, "role adherence"; docs/metrics.md): they open with
+Prompted assistants drop the user role in 20-60% of conversations (arXiv 2510.06552 §3, "role adherence"; docs/metrics.md): they open with
 "Sure! Here's...", call themselves an AI, offer help, or answer the question instead of asking it. The patterns
 live in `prompts/role_break.yaml` so they can be reviewed and extended without touching code.
 """

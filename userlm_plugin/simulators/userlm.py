@@ -1,7 +1,7 @@
 """The User LM as the simulated user (UserLM-8b, "Flipping the Dialogue" §2).
 
 UserLM was trained to write the *next user turn* given the intent as the system message and the conversation with
-its real roles, so nothing is flipped (arXiv 2510.06552 §2.2; docs/userlm.md): the model sees `[system=intent] + ctx.user_view()` — only what
+its real roles, so nothing is flipped (arXiv 2510.06552 §2; docs/userlm.md): the model sees `[system=intent] + ctx.user_view()` — only what
 a real user sees (no system prompt, tool calls, tool results or reasoning). Guardrails (first-token ban, end-token
 ban, length and repetition resampling; paper Appendix D.1) run inside the `userlm/` provider, which reports its
 decisions in `output.metadata["userlm"]`; this simulator turns them into the `UserTurn` the solver logs.
@@ -31,10 +31,10 @@ class UserLMConfig(ModelSettings):
     model: str | None = DEFAULT_USERLM
     temperature: float | None = Field(
         default=1.0, ge=0
-    )  # model card / paper §2.8 (not generation_config's 0.6)
+    )  # model card / paper §4 (not generation_config's 0.6)
     top_p: float | None = Field(
         default=0.8, gt=0, le=1
-    )  # model card / paper §2.8 (not generation_config's 0.9)
+    )  # model card / paper §4 (not generation_config's 0.9)
     max_tokens: int | None = Field(default=256, gt=0)
     guardrails: dict[str, Any] | None = None
     """Per-call guardrail overrides for the `userlm/` provider (sent as `extra_body={"userlm": {...}}`); the

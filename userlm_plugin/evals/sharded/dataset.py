@@ -39,7 +39,7 @@ SHARD_SETTINGS = ("concat", "sharded", "scripted", "snowball", "recap")
 
 CODE_INTENT = "You are a user chatting with an assistant language model to get a Python function written that does the following.\n\n{instruction}"
 MATH_INTENT = "You are a user chatting with an assistant language model to get help solving this math problem.\n\n{instruction}"
-"""UserLM intents (ours; arXiv 2510.06552 §2.2): every training intent starts "You are a user chatting with an
+"""UserLM intents (ours; arXiv 2510.06552 §2): every training intent starts "You are a user chatting with an
 assistant language model to ..."; the model card's remedy for invented requirements is a fully specified intent,
 so the full problem follows the frame. The paper's exact intent strings are not published (docs/scoring.md)."""
 

@@ -1,4 +1,4 @@
-"""Probe sets for measuring a simulated user (the robustness probes of arXiv 2510.06552 §2.6; docs/metrics.md), as Inspect samples.
+"""Probe sets for measuring a simulated user (the robustness probes of arXiv 2510.06552 §3; docs/metrics.md), as Inspect samples.
 
 Each probe is a fixed conversation prefix that ends with an assistant turn (or is empty, for the first-turn
 probe); the simulator under test writes ONE next user turn and scorers judge it:
@@ -34,7 +34,7 @@ ProbeName = Literal["role", "intent", "first_turn", "termination"]
 PROBES: tuple[ProbeName, ...] = ("role", "intent", "first_turn", "termination")
 
 INTENT_PREFIX = "You are a user chatting with an assistant language model to "
-"""The opening every UserLM training intent has (arXiv 2510.06552 §2.2; docs/userlm.md)."""
+"""The opening every UserLM training intent has (arXiv 2510.06552 §2; docs/userlm.md)."""
 
 HF_SOURCES: dict[str, dict[str, str]] = {
     # revision from two third-party pins that agree (not re-checked here: no hub access while writing this)
@@ -43,7 +43,7 @@ HF_SOURCES: dict[str, dict[str, str]] = {
     "nq_open": {"path": "google-research-datasets/nq_open", "revision": "main"},
     "prism": {"path": "HannahRoseKirk/prism-alignment", "revision": "main"},
 }
-"""Hugging Face datasets behind the paper's probes (§2.6), with the revision each loader pins by default."""
+"""Hugging Face datasets behind the paper's probes (arXiv 2510.06552 §3), with the revision each loader pins by default."""
 
 
 def _probe_file(name: str) -> str:
@@ -114,7 +114,7 @@ def assistant_replies() -> dict[str, list[str]]:
 
 
 def commonsense_qa_row(record: dict[str, Any], index: int) -> dict[str, Any]:
-    """A CommonsenseQA record -> role probe row: the user asks the question; the assistant is unsure (§2.6 m5)."""
+    """A CommonsenseQA record -> role probe row: the user asks the question; the assistant is unsure (role adherence, docs/metrics.md#role-adherence)."""
     choices = record["choices"]
     options = ", ".join(
         f"{label}) {text}" for label, text in zip(choices["label"], choices["text"], strict=True)
@@ -133,7 +133,7 @@ def commonsense_qa_row(record: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def nq_open_row(record: dict[str, Any], index: int) -> dict[str, Any]:
-    """A NaturalQuestions-open record -> intent probe row: the assistant proposes a diversion (§2.6 m6)."""
+    """A NaturalQuestions-open record -> intent probe row: the assistant proposes a diversion (intent adherence, docs/metrics.md#intent-adherence)."""
     question = record["question"].strip()
     diversion = assistant_replies()["diversion"]
     topic = _topic(question)

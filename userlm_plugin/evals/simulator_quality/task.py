@@ -1,4 +1,4 @@
-"""Simulator quality: the paper's robustness probes, run against any simulated user (arXiv 2510.06552 §2.6; docs/metrics.md).
+"""Simulator quality: the paper's robustness probes, run against any simulated user (arXiv 2510.06552 §3; docs/metrics.md).
 
 Measures the SIMULATOR, not an assistant: every probe's assistant side is fixed text in the sample, and the
 simulator writes one next user turn which the scorers judge.

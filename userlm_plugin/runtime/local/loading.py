@@ -1,8 +1,8 @@
 """Load a User LM once per process: bf16 on CUDA, fp32 on CPU, `trust_remote_code` off unless asked.
 
 Also derives the token facts the runtime needs from the checkpoint instead of hard-coding Llama-3 names: every
-eos id (UserLM's config.json says `<|end_of_text|>`, its generation_config `<|eot_id|>`: stop on both, paper.md
-§1.2), the `<|endconversation|>` id when the vocabulary has it, a pad id, and the whitespace-only token ids.
+eos id (UserLM's config.json says `<|end_of_text|>`, its generation_config `<|eot_id|>`: stop on both,
+docs/userlm.md#two-eos-ids-stop-on-both), the `<|endconversation|>` id when the vocabulary has it, a pad id, and the whitespace-only token ids.
 """
 
 from __future__ import annotations

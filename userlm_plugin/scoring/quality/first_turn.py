@@ -1,6 +1,6 @@
 """The simulated user's opening and how much of the intent each turn repeats (model-free): `first_turn_quality`
 (diversity across the run, goal dumping, assistant-like openers) and `intent_decomposition` (arXiv 2510.06552
-§2.6 "first-turn diversity" and "intent decomposition"; our formulas and metric names: docs/metrics.md)."""
+arXiv 2510.06552 §3 "first-turn diversity" and "intent decomposition"; our formulas and metric names: docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def first_turn_assistant_opener_pct() -> Metric:
     """Percent of first turns that open like an assistant ("I", "You", "Here", "Sure", ...).
 
     A cheap naturalness signal in place of the paper's Pangram detector (docs/metrics.md); the
-    first three openers are the ones UserLM's first-token guardrail forbids (§1.5).
+    first three openers are the ones UserLM's first-token guardrail forbids (Appendix D.1).
     """
     return mean_metric("assistant_opener", 100.0)
 

@@ -1,6 +1,6 @@
 """Judge scorers for simulation quality: role adherence, intent adherence, and intent coverage (shards: coverage.py).
 
-The paper classifies the simulated user's next turn with a GPT-4o judge (paper.md §2.6 metrics 5 and 6).
+The paper classifies the simulated user's next turn with a GPT-4o judge (arXiv 2510.06552 §3; docs/metrics.md#role-adherence, #intent-adherence).
 Here the judge is whatever model is bound to the `judge` role (`--model-role judge=litellm/gpt-4o`, any
 provider), or a model passed explicitly. Prompts are data (`scoring/quality/prompts/judges.yaml`).
 
@@ -178,7 +178,7 @@ def _adherence_scorer(prompt_name: str, judge: str | Model | None, probe: str | 
 
 @metric(scores="unreduced")
 def role_adherence_pct() -> Metric:
-    """Role adherence (paper.md §2.6 metric 5), in percent: share of judged next user turns that stay in
+    """Role adherence (docs/metrics.md#role-adherence), in percent: share of judged next user turns that stay in
     the user role (do not answer their own question, do not write as the assistant). Unparseable judge
     replies are excluded. Paper: UserLM-8b 93.95, GPT-4o 38.85, GPT-4o-mini 80.20."""
     return _mean_metric("adherent", 100.0)
@@ -186,7 +186,7 @@ def role_adherence_pct() -> Metric:
 
 @metric(scores="unreduced")
 def intent_adherence_pct() -> Metric:
-    """Intent adherence (paper.md §2.6 metric 6), in percent: share of judged next user turns that refuse
+    """Intent adherence (docs/metrics.md#intent-adherence), in percent: share of judged next user turns that refuse
     the assistant's diversion and return to the intent (judge label REFUSED). Unparseable replies and users
     who ended are excluded. Paper: UserLM-8b 94.65, GPT-4o 70.95, GPT-4o-mini 88.70."""
     return _mean_metric("adherent", 100.0)
@@ -209,7 +209,7 @@ def judge_unparseable_pct() -> Metric:
 
 @scorer(metrics=[role_adherence_pct(), judge_unparseable_pct()])
 def role_adherence(judge: str | Model | None = None, probe: str | None = None) -> Scorer:
-    """Judge whether the simulated user's (last) turn stays a user's turn (paper.md §2.6 metric 5).
+    """Judge whether the simulated user's (last) turn stays a user's turn (docs/metrics.md#role-adherence).
 
     Args:
         judge: Judge model (name or Model). Default: the model bound to the `judge` role.
@@ -220,7 +220,7 @@ def role_adherence(judge: str | Model | None = None, probe: str | None = None) -
 
 @scorer(metrics=[intent_adherence_pct(), judge_unparseable_pct()])
 def intent_adherence(judge: str | Model | None = None, probe: str | None = None) -> Scorer:
-    """Judge whether the simulated user refuses a diversion and returns to its intent (paper.md §2.6 metric 6).
+    """Judge whether the simulated user refuses a diversion and returns to its intent (docs/metrics.md#intent-adherence).
 
     Args:
         judge: Judge model (name or Model). Default: the model bound to the `judge` role.

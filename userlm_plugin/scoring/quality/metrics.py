@@ -1,4 +1,4 @@
-"""Pure, model-free measures of how human-like a simulated user was (docs/metrics.md and §2.8).
+"""Pure, model-free measures of how human-like a simulated user was (docs/metrics.md; arXiv 2510.06552 §3-4).
 
 Everything here works on plain strings and numbers so it can be tested on hand-computed examples and
 reused outside Inspect (e.g. on a log's exported turns). The Inspect scorers and metrics that wrap these
@@ -72,7 +72,7 @@ def content_words(text: str) -> set[str]:
 
 
 def strip_intent_prefix(intent: str) -> str:
-    """Drop the "You are a user chatting with an assistant language model to ..." boilerplate (§2.2)."""
+    """Drop the "You are a user chatting with an assistant language model to ..." boilerplate (docs/userlm.md#intent-wording)."""
     lowered = intent.strip().lower()
     for prefix in INTENT_PREFIXES:
         if lowered.startswith(prefix):

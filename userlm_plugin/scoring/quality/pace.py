@@ -1,6 +1,6 @@
 """How long conversations run and who ends them (model-free): `conversation_variety` (length and wording across
 repeats of one intent, Table 3 of arXiv 2510.06552) and `termination` (the user ends when, and only when, done:
-§2.6 "dialogue termination"). Metric names and formulas: docs/metrics.md."""
+arXiv 2510.06552 §3 "dialogue termination"). Metric names and formulas: docs/metrics.md."""
 
 from __future__ import annotations
 
