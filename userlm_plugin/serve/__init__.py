@@ -5,8 +5,6 @@ Import-light: the app (Starlette, Inspect, the runtime) is imported when a serve
 
 from __future__ import annotations
 
-END_FINISH_REASON = "end_conversation"
-"""`finish_reason` of a response in which the simulated user ended the conversation (content is the literal
-`<|endconversation|>`). Kept equal to `app.END_FINISH_REASON`."""
+from .contract import END_FINISH_REASON
 
 __all__ = ["END_FINISH_REASON"]

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY
-from . import END_FINISH_REASON
+from .contract import END_FINISH_REASON
 from .protocol import (
     ParsedRequest,
     RequestError,
