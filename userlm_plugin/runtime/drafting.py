@@ -151,6 +151,23 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
     ] = []  # per rejected draft: its attempt, row, was cut
     first_end_logprob: float | None = None
 
+    def result(text: str, end_reason: EndReason | None, last: Draft | Attempt, **facts: Any) -> TurnResult:
+        """The turn, with what every outcome shares (rejections, attempts, usage, the first draft's P(end))."""
+        return TurnResult(
+            text="" if end_reason is not None else text,
+            end_reason=end_reason,
+            finish=last.finish,
+            first_token=last.first_token,
+            text_before_end=facts.pop("text_before_end", None),
+            rejected=rejected,
+            attempts=attempts,
+            exhausted=facts.pop("exhausted", False),
+            input_tokens=usage.input,
+            output_tokens=usage.output,
+            end_logprob=first_end_logprob,
+            **facts,
+        )
+
     for index in range(guard.max_retries + 1):
         row = DraftRequest(
             prompt=plan.prompt,
@@ -178,38 +195,13 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
             attempts.append(
                 _attempt(index, row, draft, None, "accepted: end probability over end_threshold", cut)
             )
-            return TurnResult(
-                text="",
-                end_reason=EndReason.END_THRESHOLD,
-                finish=draft.finish,
-                first_token=draft.first_token,
-                text_before_end=None,
-                rejected=rejected,
-                attempts=attempts,
-                exhausted=False,
-                input_tokens=usage.input,
-                output_tokens=usage.output,
-                end_logprob=first_end_logprob,
-                ended_by_threshold=True,
-            )
+            return result("", EndReason.END_THRESHOLD, draft, ended_by_threshold=True)
         parsed, rejection = _judge(draft.text, plan)
         decision = "accepted" if rejection is None else f"rejected: {rejection.reason.value}"
         attempt = _attempt(index, row, draft, parsed, decision, cut, rejection)
         attempts.append(attempt)
         if rejection is None:
-            return TurnResult(
-                text="" if parsed.end_reason is not None else parsed.text,
-                end_reason=parsed.end_reason,
-                finish=draft.finish,
-                first_token=draft.first_token,
-                text_before_end=parsed.text_before_end,
-                rejected=rejected,
-                attempts=attempts,
-                exhausted=False,
-                input_tokens=usage.input,
-                output_tokens=usage.output,
-                end_logprob=first_end_logprob,
-            )
+            return result(parsed.text, parsed.end_reason, draft, text_before_end=parsed.text_before_end)
         if cut:
             rejection.detail = f"{rejection.detail}; drafting stopped at the {budget}-token length budget"
         rejected.append(rejection)
@@ -218,28 +210,15 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
     # every draft failed: return the least bad one, flagged
     best = best_rejected(rejected, guard)
     attempt, row, cut = rejected_rows[best]
-    text, end_reason = attempt.text, attempt.end_reason  # all early ends: the least bad draft is an end
-    finish, first_token = attempt.finish, attempt.first_token
-    if cut:  # return the whole draft, not the part the length budget let through
-        full = usage.add(await backend.draft(dataclasses.replace(row, max_new_tokens=plan.max_tokens)))
-        whole = parse_turn(full.text)  # an end token past the budget keeps the text before it
-        text = whole.text if whole.end_reason is None else (whole.text_before_end or attempt.text)
-        end_reason, finish, first_token = None, full.finish, full.first_token
     attempt.decision += " (returned: retries exhausted)"
     del rejected[best]
-    return TurnResult(
-        text="" if end_reason is not None else text,
-        end_reason=end_reason,
-        finish=finish,
-        first_token=first_token,
-        text_before_end=None,
-        rejected=rejected,
-        attempts=attempts,
-        exhausted=True,
-        input_tokens=usage.input,
-        output_tokens=usage.output,
-        end_logprob=first_end_logprob,
-    )
+    if not cut:  # all early ends: the least bad draft is an end
+        return result(attempt.text, attempt.end_reason, attempt, exhausted=True)
+    # return the whole draft, not the part the length budget let through
+    full = usage.add(await backend.draft(dataclasses.replace(row, max_new_tokens=plan.max_tokens)))
+    whole = parse_turn(full.text)  # an end token past the budget keeps the text before it
+    text = whole.text if whole.end_reason is None else (whole.text_before_end or attempt.text)
+    return result(text, None, full, exhausted=True)
 
 
 def _over_end_threshold(draft: Draft, plan: TurnPlan) -> bool:
