@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 
 from userlm_plugin.evals.sharded.dataset import code_sample
 from userlm_plugin.evals.sharded.humaneval import load_humaneval

@@ -5,7 +5,7 @@ parallel; still part of CI."""
 import asyncio
 
 import pytest
-from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 
 from userlm_plugin.evals.sharded.dataset import code_sample
 from userlm_plugin.evals.sharded.humaneval import load_humaneval

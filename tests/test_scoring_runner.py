@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 
 from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
 
