@@ -5,8 +5,8 @@ parallel; still part of CI."""
 import asyncio
 
 import pytest
-from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.evals.sharded.dataset import code_sample
 from userlm_plugin.evals.sharded.humaneval import load_humaneval
 from userlm_plugin.scoring.answers.code import build_spec, extract_function

@@ -14,8 +14,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
 
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
