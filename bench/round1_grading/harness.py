@@ -5,7 +5,7 @@
 It is shipped as source text to the sandbox by `runner.py` (so it works in any sandbox that has a
 `python3`): the launcher writes it to a fresh temp dir and runs it under rlimits with a clean environment.
 It reads `spec.json`, deletes it, executes the candidate code, runs the tests with a per-test timeout
-(`signal.setitimer`, LiC: 6 s per test, paper.md §3.3) and prints one result line prefixed with the spec's
+(`signal.setitimer`, LiC: 6 s per test, docs/lic.md#code-evaluation) and prints one result line prefixed with the spec's
 nonce. Candidate stdout is captured so that it cannot interleave with the result line.
 
 Private LiveCodeBench tests (zlib+base64+pickle) are decoded here, inside the limited child, because

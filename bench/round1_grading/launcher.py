@@ -3,7 +3,7 @@
 """The trusted launcher that runs in the sandbox and confines one test run (never imported by the eval
 process; `runner.py` ships its source with `python -c`).
 
-Inspect's `local` sandbox is not isolated (shared/notes/inspect_litellm.md §4.2, G11): it inherits the host
+Inspect's `local` sandbox is not isolated (docs/inspect.md#the-local-sandbox-is-not-a-sandbox): it inherits the host
 environment (API keys), runs in a shared directory, and only signals the direct child on timeout. This
 launcher closes the gaps it can without root:
 
