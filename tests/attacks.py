@@ -10,7 +10,9 @@ the runner and end to end through evals/coding_sharded.py.
 
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 FORGED = '{"passed": true, "n_tests": 1, "n_passed": 1, "correct": 1}'
 
@@ -201,3 +203,15 @@ def attacks(eval_pid: int) -> dict[str, str]:
         name: "def attack(*args, **kwargs):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
         for name, body in bodies.items()
     }
+
+
+def processes_with(arg: str) -> list[int]:
+    """Pids of live processes whose command line contains `arg` (how the tests find what candidate code started)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from attacks import attacks
+from attacks import attacks, processes_with
 from inspect_ai import eval
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
-from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 
+from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.scoring.answers.runner import RunLimits, RunResult, TestSpec, run_tests
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the `user` isolation level needs a root launcher")
@@ -105,17 +105,6 @@ async def test_a_signal_aimed_at_the_eval_does_not_stop_the_run(env) -> None:
     assert after.passed  # the launcher and this process are alive and grading
 
 
-def _processes_with(arg: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 async def test_no_process_started_by_candidate_code_survives(env) -> None:
     program = (
         "import ctypes, os, subprocess\n"
@@ -138,7 +127,7 @@ async def test_no_process_started_by_candidate_code_survives(env) -> None:
     assert result.passed, result.explanation()
     assert result.killed_leftovers >= 4
     time.sleep(0.2)
-    assert _processes_with("917.") == []
+    assert processes_with("917.") == []
 
 
 async def test_forks_past_max_processes_are_refused_and_swept(env) -> None:
@@ -162,7 +151,7 @@ async def test_forks_past_max_processes_are_refused_and_swept(env) -> None:
     )
     assert 0 < got(result) <= 8  # RLIMIT_NPROC holds for the run's own uid (it does nothing for root)
     time.sleep(0.2)
-    assert _processes_with("918.5") == []
+    assert processes_with("918.5") == []
 
 
 async def test_concurrent_runs_have_their_own_uids_and_cannot_kill_each_other(env) -> None:
@@ -310,20 +299,20 @@ async def test_what_a_killed_launcher_left_is_swept_by_the_next_run_on_that_uid(
     run = asyncio.ensure_future(run_tests(spec("check", program), limits, env=env))
     for _ in range(200):
         await asyncio.sleep(0.05)
-        if _processes_with("919.5"):
+        if processes_with("919.5"):
             break
-    launchers = [p for p in _processes_with("userlm_isolation") if _parent(p) == os.getpid()]
+    launchers = [p for p in processes_with("userlm_isolation") if _parent(p) == os.getpid()]
     assert len(launchers) == 1
     os.kill(launchers[0], 9)
     killed = await run
     assert not killed.passed and killed.isolation is None  # no report: the launcher died
-    assert _processes_with("919.5")  # left behind, for now
+    assert processes_with("919.5")  # left behind, for now
     left_dirs = [p for p in Path("/tmp").glob("userlm_run_*") if p.stat().st_uid == 61990]
     assert left_dirs  # the dead run's temp dir, for now
     after = await run_tests(spec("check", "def attack(a, b):\n    return a + b\n"), limits, env=env)
     assert after.passed and after.isolation_detail.startswith("uid 61990")
     time.sleep(0.2)
-    assert _processes_with("919.5") == []
+    assert processes_with("919.5") == []
     assert not any(p.exists() for p in left_dirs)
 
 

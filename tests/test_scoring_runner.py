@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from attacks import processes_with
 
 from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
@@ -152,17 +153,6 @@ async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch) -> N
     assert list(tmp_path.iterdir()) == [] and not (Path(env.directory.name) / "relative.txt").exists()
 
 
-def _processes_with(arg: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 FORKING = (
     "import subprocess, os\n"
     "def add(a, b):\n"
@@ -182,7 +172,7 @@ async def test_forked_background_processes_are_gone_afterwards(env, isolation: s
     result = await run_tests(spec(FORKING), RunLimits(isolation=isolation), env=env)
     assert result.passed
     time.sleep(0.2)
-    assert _processes_with("913.") == []
+    assert processes_with("913.") == []
 
 
 async def test_memory_cap(env) -> None:
@@ -294,7 +284,7 @@ async def test_a_non_root_launcher_falls_back_to_process_isolation_and_says_so()
     assert result.isolation == "process" and "the launcher is not root" in result.isolation_detail
     assert "non-dumpable subreaper launcher" in result.isolation_detail
     time.sleep(0.2)
-    assert _processes_with("913.") == []
+    assert processes_with("913.") == []
     wrong = await run_tests(spec("def add(a, b):\n    return a * b\n"), limits, env=env)
     assert not wrong.passed and wrong.isolation == "process"
     strict = await run_tests(
