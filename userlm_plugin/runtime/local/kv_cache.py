@@ -41,9 +41,6 @@ class RowKVCache:
 
     # ----- capacity -----
 
-    def bytes_per_token(self) -> int:
-        return 2 * self.n_layers * self.kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
-
     def reserve(self, rows: int, columns: int, live: int, width: int) -> bool:
         """Make room for `rows` x `columns`, keeping live rows [0, live) x columns [0, width). True if it grew
         (buffer addresses changed)."""

@@ -194,12 +194,3 @@ def _wrap(name: str, model: Any, tokenizer: Any, device: str, dtype: str) -> Loa
         template_mode=template_mode(tokenizer),
         engines={},
     )
-
-
-def clear_cache() -> None:
-    """Forget loaded models (tests); stops their engine threads."""
-    with _LOCK:
-        for loaded in _CACHE.values():
-            for engine in loaded.engines.values():
-                engine.close()
-        _CACHE.clear()
