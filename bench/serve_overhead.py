@@ -105,6 +105,8 @@ async def run_served(api_base: str, name: str, n: int, concurrency: int, max_tok
                 max_tokens=max_tokens,
                 seed=i,
                 num_retries=0,
+                max_retries=0,
+                timeout=600,
             )
 
     await asyncio.gather(
@@ -144,7 +146,7 @@ def run_health_under_abuse(url: str, api_base: str, name: str, megabytes: float)
         worker = threading.Thread(target=huge)
         worker.start()
         busy = latencies(client, lambda: not worker.is_alive())
-        worker.join()
+        worker.join(timeout=660)  # the huge request itself has a 600 s deadline
     result.update(
         idle_max_s=max(idle), idle_median_s=sorted(idle)[len(idle) // 2], busy_max_s=max(busy, default=0.0),
         busy_median_s=sorted(busy)[len(busy) // 2] if busy else 0.0, busy_polls=len(busy),

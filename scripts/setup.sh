@@ -2,7 +2,7 @@
 # Idempotent set-up for a fresh machine (also what CI runs first).
 #   .venv         the plugin, the local User LM runtime (torch CPU wheel here, CUDA build on GPU hosts), test tools
 #   .venv-server  llama-cpp-python's OpenAI-compatible server (only with --server: used by the tests as a real
-#                 third-party endpoint serving SmolLM2-135M-Instruct; it compiles for ~4 min on a fresh machine)
+#                 third-party endpoint serving SmolLM2-135M-Instruct; a portable build, ~4-5 min on a fresh machine)
 # Re-running is cheap: each venv is rebuilt only when the files that define it change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +27,5 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
 fi
 
 if [ "${1:-}" = "--server" ]; then
-  if [ ! -x .venv-server/bin/python ] || ! .venv-server/bin/python -c "import llama_cpp.server" 2>/dev/null; then
-    "$PY" -m venv .venv-server
-    .venv-server/bin/pip install -q "llama-cpp-python[server]==0.3.36"
-  fi
+  bash scripts/build_server.sh .venv-server   # portable (no native-CPU code), rebuilt when its stamp differs
 fi

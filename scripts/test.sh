@@ -7,4 +7,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TO
 export LITELLM_LOCAL_MODEL_COST_MAP=True INSPECT_LOG_LEVEL=warning
 export USERLM_REQUIRE_SERVER=1   # tests that need the llama.cpp server fail instead of skipping
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest -q "$@"
+# -q prints the summary line ("N passed in S s"); the slowest tests are named so a slow-down is visible in CI.
+exec .venv/bin/python -m pytest -q --durations=5 "$@"

@@ -59,6 +59,24 @@ def tiny_userlm_model() -> Callable[..., Any]:
 
 
 # The llama.cpp server (SmolLM2 on 127.0.0.1) fixtures: `llama_server` (one per session, shared by every module
-# that asks for it), `llama_server_factory` (private servers, e.g. to kill one) and `smollm2_tokenizer` (the served
-# model's tokenizer as a folder). See tests/llama_server.py.
-from llama_server import llama_server, llama_server_factory, smollm2_tokenizer  # noqa: E402, F401
+# that asks for it, checked alive around each test), `llama_server_factory` (private servers, e.g. to kill one)
+# and `smollm2_tokenizer` (the served model's tokenizer as a folder). See tests/llama_server.py.
+from llama_server import (  # noqa: E402, F401
+    llama_server,
+    llama_server_factory,
+    llama_server_session,
+    smollm2_tokenizer,
+)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that fails while a server it may depend on has died says so: the death (exit status or signal, log
+    tail) is added to its report once (tests/local_servers.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        from local_servers import unreported_deaths
+
+        for death in unreported_deaths():
+            report.sections.append(("a test server died", death))

@@ -7,8 +7,9 @@ through the `litellm/` provider exactly as a user would reach a local vLLM/Ollam
 
 When the server venv or the weights are missing the tests skip with the reason, unless
 `USERLM_REQUIRE_SERVER=1` (set by scripts/test.sh, i.e. CI), where a missing server is a failure.
-Every server is started on a free loopback port and stopped (by its own pid) when its fixture ends,
-also when the test fails.
+Every server is started on a free loopback port, watched while it runs (a death is reported at once with its
+signal and log tail, and fails the test: tests/local_servers.py) and stopped (by its own pid) when its fixture
+ends, also when the test fails. Every call the tests make to it is bounded (`LlamaServer.model_args`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import subprocess
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from local_servers import free_port, wait_until_ready
+from local_servers import ServerProcess, free_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_PYTHON = Path(os.environ.get("USERLM_SERVER_PYTHON", REPO / ".venv-server" / "bin" / "python"))
@@ -64,39 +66,43 @@ def require_server() -> None:
 
 @dataclass
 class LlamaServer:
-    """One running llama.cpp server process on 127.0.0.1."""
+    """One running llama.cpp server process on 127.0.0.1, watched (tests/local_servers.py: ServerProcess)."""
 
     port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    server: ServerProcess
     model: str = f"litellm/openai/{MODEL_ALIAS}"
-    stopped: bool = field(default=False)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.server.process
+
+    @property
+    def log_path(self) -> Path:
+        return self.server.log_path
+
+    @property
+    def stopped(self) -> bool:
+        return self.server.stopping and self.process.poll() is not None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
-    def model_args(self) -> dict[str, str]:
-        """`-M` arguments for the `litellm/` provider."""
-        return {"api_base": self.base_url, "api_key": "x"}
+    def model_args(self) -> dict[str, Any]:
+        """`-M` arguments for the `litellm/` provider: every call bounded (a 60 s deadline per attempt, no more
+        than one quick reconnect), so a dead or stuck server fails the test instead of stalling the run."""
+        return {"api_base": self.base_url, "api_key": "x", "timeout": 60, "connect_retries": 1}
 
     def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return self.server.log_tail(chars)
+
+    def ensure_alive(self) -> None:
+        self.server.ensure_alive()
 
     def stop(self) -> None:
-        """Stop this server (its own pid only): SIGTERM, then SIGKILL after 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.stopped = True
+        """Stop this server (its own pid only): SIGTERM, then SIGKILL; bounded."""
+        self.server.stop()
 
 
 def start_llama_server(n_ctx: int = 2048, timeout_s: float = STARTUP_TIMEOUT_S) -> LlamaServer:
@@ -128,7 +134,7 @@ def start_llama_server(n_ctx: int = 2048, timeout_s: float = STARTUP_TIMEOUT_S) 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = LlamaServer(port=port, process=process, log_path=log_path)
+    server = LlamaServer(port=port, server=ServerProcess("llama.cpp server", process, log_path))
 
     def lists_the_model() -> bool:
         with urllib.request.urlopen(f"{server.base_url}/models", timeout=2) as r:
@@ -150,8 +156,8 @@ def start_llama_server(n_ctx: int = 2048, timeout_s: float = STARTUP_TIMEOUT_S) 
 
 
 @pytest.fixture(scope="session")
-def llama_server() -> Iterator[LlamaServer]:
-    """A server shared by the whole session (tests must not stop it: use `llama_server_factory` for that)."""
+def llama_server_session() -> Iterator[LlamaServer]:
+    """The server shared by the whole session (tests ask for `llama_server`)."""
     require_server()
     server = start_llama_server()
     try:
@@ -159,6 +165,16 @@ def llama_server() -> Iterator[LlamaServer]:
     finally:
         server.stop()
         server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def llama_server(llama_server_session: LlamaServer) -> Iterator[LlamaServer]:
+    """The shared server, checked around each test: if it died, the test fails at once with the exit status or
+    signal and the server's log tail, and so does the test during which it died (tests must not stop it: use
+    `llama_server_factory` for that)."""
+    llama_server_session.ensure_alive()
+    yield llama_server_session
+    llama_server_session.ensure_alive()
 
 
 @pytest.fixture

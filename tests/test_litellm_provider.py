@@ -4,6 +4,7 @@ own `mock_response` machinery (a real `litellm.acompletion` call that raises the
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def test_generate_config_is_mapped() -> None:
     )
     params = config_to_litellm(config, has_tools=False)
     assert params["temperature"] == 0.2 and params["top_p"] == 0.9 and params["max_tokens"] == 7
-    assert params["stop"] == ["\n\n"] and params["seed"] == 3 and params["logit_bias"] == {2: -100.0}
+    assert params["stop"] == ["\n\n"] and params["seed"] == 3 and params["logit_bias"] == {"2": -100.0}
     assert params["timeout"] == 12  # per attempt, not the overall budget
     assert params["extra_body"] == {"min_p": 0.1}
     fmt = params["response_format"]
@@ -209,17 +210,54 @@ def test_auth_and_not_found_are_not_retried() -> None:
     assert not a.should_retry(ValueError("not an API error"))
 
 
-async def test_refused_connection_names_the_endpoint_and_is_retried() -> None:
+async def test_refused_connection_names_the_endpoint_and_is_not_retried_by_default() -> None:
+    """Inspect retries a transient error forever when the user set no --max-retries/--timeout; a server that
+    refuses connections gets our few quick tries instead, then one line naming the URL."""
     from local_servers import free_port
 
     port = free_port()  # a loopback port with nothing listening
     a = api("litellm/openai/local", api_base=f"http://127.0.0.1:{port}/v1", api_key="x")
+    started = time.monotonic()
     with pytest.raises(
         ModelServerUnreachable, match=rf"cannot connect to http://127.0.0.1:{port}/v1"
     ) as info:
         await call(a, GenerateConfig(max_tokens=5))
+    assert time.monotonic() - started < 10  # 3 tries, 0.5 s and 1 s apart
+    assert "after 3 tries" in str(info.value) and "pass --max-retries or --timeout" in str(info.value)
+    assert not a.should_retry(info.value)
+
+
+@pytest.mark.parametrize("bound", [{"max_retries": 2}, {"timeout": 30}])
+async def test_refused_connection_is_retried_when_the_user_bounds_the_retries(bound: dict[str, int]) -> None:
+    from local_servers import free_port
+
+    a = api(
+        "litellm/openai/local", api_base=f"http://127.0.0.1:{free_port()}/v1", api_key="x", connect_retries=0
+    )
+    with pytest.raises(ModelServerUnreachable, match="retried within your --max-retries/--timeout") as info:
+        await call(a, GenerateConfig(max_tokens=5, **bound))
     decision = a.should_retry(info.value)
     assert decision and decision.kind == "transient"
+
+
+def test_an_eval_against_a_refused_port_fails_its_sample_in_seconds(tmp_path: Path) -> None:
+    """The user's view: no retry options given, nothing listening; the sample fails with the URL, the eval and
+    its log survive, and nothing waits on Inspect's unbounded backoff."""
+    from local_servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    model = get_model("litellm/openai/local", memoize=False, api_base=url, api_key="x")
+    started = time.monotonic()
+    [log] = eval(_task(), model=model, display="none", log_dir=str(tmp_path), fail_on_error=False)
+    assert time.monotonic() - started < 30
+    [sample] = log.samples or []
+    assert sample.error is not None and f"cannot connect to {url}" in sample.error.message
+    assert "RetryError" not in sample.error.message  # not retried: our one line, not Inspect's wrapper
+
+
+def test_connect_retries_is_validated() -> None:
+    with pytest.raises(ValueError, match="connect_retries"):
+        api("litellm/openai/local", api_base="http://127.0.0.1:9/v1", api_key="x", connect_retries=-1)
 
 
 async def test_missing_credentials_fail_at_once_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -456,3 +494,27 @@ def test_eval_log_keeps_credentials_out_of_model_args_and_roles(
     assert not [v for v in SECRET_VALUES if v in written]
     assert sent and sent[0]["extra_headers"]["Authorization"] == "Bearer header-secret-5"
     assert headers == HEADERS  # the caller's dict is untouched
+
+
+def test_a_client_side_bug_reported_as_a_connection_error_is_not_retried() -> None:
+    """LiteLLM reports its own exceptions (e.g. an AttributeError building the request) as APIConnectionError;
+    Inspect would retry that forever. Only a real network failure behind it is transient."""
+    import httpx
+    import litellm
+
+    a = LiteLLMAPI("openai/m")
+    bug = litellm.APIConnectionError(
+        message="'int' object has no attribute 'lower'", llm_provider="openai", model="m"
+    )
+    bug.__cause__ = AttributeError("'int' object has no attribute 'lower'")
+    assert not a.should_retry(bug)
+    dropped = litellm.APIConnectionError(message="Connection error.", llm_provider="openai", model="m")
+    dropped.__cause__ = httpx.ReadError("Server disconnected")
+    decision = a.should_retry(dropped)
+    assert decision and decision.kind == "transient"
+
+
+def test_logit_bias_token_ids_are_sent_as_string_keys() -> None:
+    assert config_to_litellm(GenerateConfig(logit_bias={2: -100.0}), has_tools=False)["logit_bias"] == {
+        "2": -100.0
+    }

@@ -45,8 +45,14 @@ ADD = ToolInfo(
 
 
 def server_model(server: LlamaServer, **config: Any) -> Model:
-    """A fresh `litellm/openai/smollm2` model on this server (not memoized: each role gets its own)."""
-    return get_model(server.model, memoize=False, config=GenerateConfig(**config), **server.model_args)
+    """A fresh `litellm/openai/smollm2` model on this server (not memoized: each role gets its own), every call
+    bounded: 60 s per attempt and 2 retries at most (a stuck server fails the test, it never stalls the run)."""
+    return get_model(
+        server.model,
+        memoize=False,
+        config=GenerateConfig(**{"max_retries": 2, **config}),
+        **server.model_args,
+    )
 
 
 async def test_plain_generate_records_usage_and_call(llama_server: LlamaServer) -> None:
@@ -180,3 +186,67 @@ def test_server_killed_mid_run_fails_the_sample_not_the_eval(
     failed = [e for e in sample.events if e.event == "model" and e.error]
     assert len(failed) == 2  # the first attempt and the one retry
     assert all(f"cannot connect to {server.base_url}" in (e.error or "") for e in failed)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (utime and stime, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_server_crashing_mid_generation_fails_the_eval_within_60_s(
+    llama_server_factory, tmp_path: Path
+) -> None:
+    """What an AMX machine did to a natively built server, on purpose: the server dies (SIGSEGV) in the middle of a
+    completion. With the user's defaults (no --max-retries, no --timeout: Inspect alone would retry forever) the
+    sample fails within 60 s naming the URL, and the eval and its log survive."""
+    import signal
+    import threading
+    import time
+
+    from userlm_plugin import scripted_user, simulated_user
+
+    server = llama_server_factory()  # private: this test kills it
+    pid = server.process.pid
+    # defaults as a user would have them: only the endpoint and key, nothing bounding the retries
+    model = get_model(server.model, memoize=False, api_base=server.base_url, api_key="x")
+    idle = _cpu_seconds(pid)
+    killed = threading.Event()
+
+    def crash_once_generating() -> None:
+        deadline = time.monotonic() + 50
+        while time.monotonic() < deadline:
+            if _cpu_seconds(pid) - idle > 0.3:  # it is busy with the completion
+                os.kill(pid, signal.SIGSEGV)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    task = Task(
+        dataset=[Sample(input="", id="crash", metadata={"intent": INTENT})],
+        solver=simulated_user(
+            simulator=scripted_user(turns=["Tell me a very long story about bread."]), max_turns=1
+        ),
+    )
+    killer = threading.Thread(target=crash_once_generating, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    [log] = eval(
+        task,
+        model=model,
+        max_tokens=1500,
+        logit_bias={2: -100},  # SmolLM2's <|im_end|> banned: the completion runs until the server dies
+        fail_on_error=False,
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    elapsed = time.monotonic() - started
+    killer.join(timeout=5)
+    assert killed.is_set(), "the server never started generating"
+    assert elapsed < 60, f"the eval took {elapsed:.0f} s after the server died"
+    assert server.process.wait(timeout=10) == -signal.SIGSEGV
+    assert log.status == "success" and log.location and os.path.exists(log.location)
+    [sample] = read_eval_log(log.location).samples or []
+    assert sample.error is not None
+    assert f"cannot connect to {server.base_url}" in sample.error.message
+    assert "not retried" in sample.error.message

@@ -84,7 +84,11 @@ def bad_server() -> Iterator[str]:
 
 def remote(url: str, tokenizer_dir: Path, **args: Any) -> Any:
     return get_model(
-        "userlm/tiny", base_url=url, tokenizer=str(tokenizer_dir), memoize=False, connect_retries=0, **args
+        "userlm/tiny",
+        base_url=url,
+        tokenizer=str(tokenizer_dir),
+        memoize=False,
+        **{"connect_retries": 0, "timeout": 30, **args},
     )
 
 
@@ -142,6 +146,24 @@ async def test_nothing_listening_is_not_retried(tiny_userlm_dir: Path) -> None:
     with pytest.raises(BackendUnavailableError, match="cannot connect"):
         await model.generate(MESSAGES)  # through Inspect's retry loop: fails at once
     assert time.monotonic() - started < 10
+
+
+async def test_nothing_listening_is_retried_within_the_users_bounds(tiny_userlm_dir: Path) -> None:
+    """With --max-retries the user asked for retries: the refused connection is retried that many times (each
+    attempt a few quick tries), then fails naming the URL."""
+    from tenacity import RetryError
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    model = remote(url, tiny_userlm_dir)
+    started = time.monotonic()
+    with pytest.raises((RetryableBackendError, RetryError)) as info:
+        await model.generate(MESSAGES, config=GenerateConfig(max_retries=1))
+    assert time.monotonic() - started < 30
+    error = info.value
+    if isinstance(error, RetryError):
+        error = error.last_attempt.exception()
+    assert isinstance(error, RetryableBackendError) and "cannot connect" in str(error)
+    assert "Retried within your --max-retries/--timeout" in str(error)
 
 
 async def test_contents_reach_the_server_as_text_in_both_prompt_formats(

@@ -37,7 +37,14 @@ MESSAGES = [
 
 
 def remote(server: LlamaServer, tokenizer: Path, **model_args: Any) -> Any:
-    args = {"tokenizer": str(tokenizer), "server_model": "smollm2", "max_new_tokens": 40, **model_args}
+    # every call bounded: 60 s per HTTP attempt (a stuck server fails the test instead of stalling the run)
+    args = {
+        "tokenizer": str(tokenizer),
+        "server_model": "smollm2",
+        "max_new_tokens": 40,
+        "timeout": 60,
+        **model_args,
+    }
     return get_model("userlm/smollm2", base_url=server.base_url, api_key="x", memoize=False, **args)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from local_servers import free_port, wait_until_ready
+from local_servers import ServerProcess, free_port, wait_until_ready
 
 from userlm_plugin.serve import END_FINISH_REASON
 from userlm_plugin.turns import END_CONVERSATION
@@ -36,8 +36,7 @@ INTENT = "You are a user who needs a python function that sorts a list; ask the 
 @dataclass
 class Served:
     url: str
-    process: subprocess.Popen[bytes]
-    log: Path
+    server: ServerProcess
 
     @property
     def api_base(self) -> str:
@@ -45,7 +44,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_userlm_factory: Any) -> Iterator[Served]:
+def served_module(tiny_userlm_factory: Any) -> Iterator[Served]:
     model_dir = tiny_userlm_factory(token_bias={END_CONVERSATION: 6.0})
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="userlm_serve_", suffix=".log")[1])
@@ -73,14 +72,14 @@ def served(tiny_userlm_factory: Any) -> Iterator[Served]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = Served(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    server = Served(url=f"http://127.0.0.1:{port}", server=ServerProcess("userlm-plugin serve", process, log))
     try:
         try:
             wait_until_ready(
                 process,
                 lambda: httpx.get(f"{server.url}/health", timeout=1).status_code == 200,
                 what="serve",
-                log_tail=lambda: log.read_text()[-2000:],
+                log_tail=server.server.log_tail,
                 timeout_s=90,
                 not_yet=(httpx.HTTPError,),
             )
@@ -88,13 +87,17 @@ def served(tiny_userlm_factory: Any) -> Iterator[Served]:
             pytest.fail(str(error))
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        server.server.stop()
         log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def served(served_module: Served) -> Iterator[Served]:
+    """The module's server, checked around each test: a dead server fails the test at once with its exit
+    status or signal and log tail (tests/local_servers.py)."""
+    served_module.server.ensure_alive()
+    yield served_module
+    served_module.server.ensure_alive()
 
 
 def conversation(i: int = 0) -> list[dict[str, str]]:
@@ -119,6 +122,8 @@ async def test_litellm_client_gets_the_next_user_turn_and_concurrent_requests_ar
             max_tokens=24,
             seed=i,
             num_retries=0,
+            max_retries=0,
+            timeout=60,
         )
 
     responses = await asyncio.gather(*(ask(i) for i in range(8)))
@@ -220,7 +225,13 @@ async def test_litellm_sees_a_bad_request_as_its_bad_request_error(served: Serve
 
     with pytest.raises(litellm.BadRequestError, match="messages"):
         await litellm.acompletion(
-            model=f"openai/{NAME}", api_base=served.api_base, api_key="x", messages=[], num_retries=0
+            model=f"openai/{NAME}",
+            api_base=served.api_base,
+            api_key="x",
+            messages=[],
+            num_retries=0,
+            max_retries=0,
+            timeout=30,
         )
 
 

@@ -72,6 +72,14 @@ class UpstreamRequestError(BackendError):
     problem (wrong served model name, unsupported parameter) that the message names."""
 
 
+def retries_requested(config: object) -> bool:
+    """Whether the user bounded Inspect's retries themselves (`--max-retries` or `--timeout` in the generate
+    config). Inspect retries a transient error forever when neither is set, so a server that refuses connections
+    is retried only when the user asked for it; otherwise the call fails after a few quick tries
+    (README, "Servers that do not answer")."""
+    return getattr(config, "max_retries", None) is not None or getattr(config, "timeout", None) is not None
+
+
 def missing_dependency(package: str, extra: str, feature: str) -> MissingDependencyError:
     """The error for an optional dependency that is not installed, in Inspect's wording ("pip install ...")."""
     return MissingDependencyError(

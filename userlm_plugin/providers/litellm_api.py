@@ -29,6 +29,7 @@ Error mapping is in `litellm_errors.py`, the request mapping in `litellm_request
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from .._inspect_compat import model_args_being_created, set_active_model_event_call
-from ..errors import ConfigError
+from ..errors import ConfigError, retries_requested
 from .credentials import drop_credentials_in_place
 from .litellm_errors import (
     LiteLLMBadRequest,
@@ -70,6 +71,19 @@ MANAGED_BY_INSPECT = {
     "model": "the model name after litellm/",
 }
 """`-M` arguments this provider refuses, with the Inspect option to use instead."""
+
+
+DEFAULT_ATTEMPT_TIMEOUT_S = 600.0
+"""Seconds one HTTP attempt may take when neither Inspect's config nor `-M timeout=` says (the OpenAI SDK's)."""
+
+DEFAULT_CONNECT_RETRIES = 2
+"""Quick reconnect tries (0.5 s, 1 s) before a refused connection fails the call (`-M connect_retries=`)."""
+
+
+def _connect_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise ConfigError(f"litellm/: -M connect_retries={value!r} must be an integer from 0 to 20")
+    return value
 
 
 def import_litellm() -> ModuleType:
@@ -112,6 +126,7 @@ class LiteLLMAPI(ModelAPI):
             if key in model_args:
                 raise ConfigError(f"litellm/: -M {key}=... is not accepted; use {instead} instead")
         provider = model_name.split("/")[0] if "/" in model_name else "openai"
+        self.connect_retries = _connect_retries(model_args.pop("connect_retries", DEFAULT_CONNECT_RETRIES))
         api_base = model_args.pop("api_base", None) or model_args.pop("base_url", None) or base_url
         super().__init__(
             model_name=model_name,
@@ -157,6 +172,10 @@ class LiteLLMAPI(ModelAPI):
             request["api_base"] = self.base_url
         if self.api_key:
             request["api_key"] = self.api_key
+        # Every attempt has a deadline, stated in the request the transcript shows: LiteLLM 1.110 maps its
+        # 6,000 s `request_timeout` sentinel to 600 s for chat only, and that is a version detail, not a contract.
+        # --attempt-timeout/--timeout or -M timeout= set it (README, "Servers that do not answer").
+        request.setdefault("timeout", DEFAULT_ATTEMPT_TIMEOUT_S)
         request["num_retries"] = 0  # Inspect retries (should_retry); LiteLLM's own retries would hide errors
         request["max_retries"] = 0  # ... and so would the OpenAI client's (3 requests per call by default)
         return request
@@ -173,22 +192,34 @@ class LiteLLMAPI(ModelAPI):
         request = self.request(await messages_to_openai(input), tools, tool_choice, config)
         call = _new_model_call(request)
         start = time.monotonic()
-        try:
-            response = await self._litellm.acompletion(**request)
-        except openai.BadRequestError as ex:
-            call.set_error(error_body(ex), time.monotonic() - start)
-            return self._bad_request(ex), call
-        except openai.APIError as ex:
-            # LiteLLM says only "Connection error.": name the endpoint that could not be reached
-            cause = connection_failure(ex)
-            if cause is not None:
-                raise ModelServerUnreachable(self.model_name, self.base_url, cause) from ex
-            # LiteLLM reports client set-up errors as a (retryable) 500: fail now instead
-            setup = client_setup_failure(ex)
-            if setup is not None:
-                call.set_error(error_body(setup), time.monotonic() - start)
-                return LiteLLMClientSetupError(self.model_name, setup), call
-            raise
+        for attempt in range(self.connect_retries + 1):
+            try:
+                response = await self._litellm.acompletion(**request)
+                break
+            except openai.BadRequestError as ex:
+                call.set_error(error_body(ex), time.monotonic() - start)
+                return self._bad_request(ex), call
+            except openai.APIError as ex:
+                # LiteLLM says only "Connection error.": name the endpoint that could not be reached, after a
+                # few quick tries (a server restarting); Inspect retries it further only if the user asked
+                cause = connection_failure(ex)
+                if cause is not None:
+                    if attempt < self.connect_retries:
+                        await asyncio.sleep(0.5 * 2**attempt)
+                        continue
+                    raise ModelServerUnreachable(
+                        self.model_name,
+                        self.base_url,
+                        cause,
+                        tries=attempt + 1,
+                        retried=retries_requested(config),
+                    ) from ex
+                # LiteLLM reports client set-up errors as a (retryable) 500: fail now instead
+                setup = client_setup_failure(ex)
+                if setup is not None:
+                    call.set_error(error_body(setup), time.monotonic() - start)
+                    return LiteLLMClientSetupError(self.model_name, setup), call
+                raise
         elapsed = time.monotonic() - start
         dumped = response.model_dump()
         call.set_response(dumped, elapsed)

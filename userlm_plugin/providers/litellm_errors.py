@@ -28,7 +28,7 @@ def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
     if isinstance(ex, openai.RateLimitError):
         return RetryDecision.rate_limit(retry_after=_retry_after(ex))
     if isinstance(ex, ModelServerUnreachable):
-        return RetryDecision.transient()
+        return RetryDecision.transient() if ex.retried else None
     if isinstance(
         ex,
         openai.BadRequestError
@@ -38,8 +38,12 @@ def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
         | openai.UnprocessableEntityError,
     ):
         return None
-    if isinstance(ex, openai.APIConnectionError):  # includes APITimeoutError (litellm.Timeout)
+    if isinstance(ex, openai.APITimeoutError):  # litellm.Timeout
         return RetryDecision.transient()
+    if isinstance(ex, openai.APIConnectionError):
+        # LiteLLM also wraps its own client-side bugs (an AttributeError while building the request) as a
+        # connection error: retrying those would loop forever, so only a real network failure is transient
+        return RetryDecision.transient() if network_failure(ex) is not None else None
     status = getattr(ex, "status_code", None)
     if isinstance(status, int):
         if status == 429:
@@ -58,6 +62,27 @@ def connection_failure(ex: BaseException) -> ConnectionError | None:
         if seen is None:
             return None
         if isinstance(seen, ConnectionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def network_failure(ex: BaseException) -> BaseException | None:
+    """The network-level error (socket, HTTP transport, timeout) behind a LiteLLM connection error, if any."""
+    import httpx
+
+    network = (ConnectionError, TimeoutError, httpx.TransportError)
+    try:
+        import aiohttp
+
+        network = (*network, aiohttp.ClientError)
+    except ImportError:
+        pass
+    seen: BaseException | None = ex.__cause__ or ex.__context__
+    for _ in range(12):
+        if seen is None:
+            return None
+        if isinstance(seen, network):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -92,14 +117,33 @@ class LiteLLMClientSetupError(Exception):
 
 
 class ModelServerUnreachable(Exception):
-    """The model server could not be reached (connection refused/reset). Retried as transient by Inspect."""
+    """The model server could not be reached (connection refused/reset) after the provider's quick tries.
 
-    def __init__(self, model: str, api_base: str | None, cause: ConnectionError) -> None:
+    Retried by Inspect only when the user bounded the retries (`retried`: `--max-retries` or `--timeout` set);
+    otherwise the sample fails with this one line, instead of Inspect's default of retrying forever.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_base: str | None,
+        cause: ConnectionError,
+        *,
+        tries: int = 1,
+        retried: bool = True,
+    ) -> None:
         self.model = model
         self.api_base = api_base
+        self.retried = retried
         where = api_base or "the provider's default endpoint"
+        then = (
+            "retried within your --max-retries/--timeout"
+            if retried
+            else "not retried (pass --max-retries or --timeout to keep retrying)"
+        )
         super().__init__(
-            f"litellm/{model}: cannot connect to {where} ({type(cause).__name__}: {cause}); is the server running?"
+            f"litellm/{model}: cannot connect to {where} ({type(cause).__name__}: {cause}) after {tries} "
+            f"{'try' if tries == 1 else 'tries'}; is the server running? {then}"
         )
 
 

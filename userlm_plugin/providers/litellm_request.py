@@ -52,7 +52,9 @@ def config_to_litellm(config: GenerateConfig, has_tools: bool) -> dict[str, Any]
         "seed": config.seed,
         "frequency_penalty": config.frequency_penalty,
         "presence_penalty": config.presence_penalty,
-        "logit_bias": config.logit_bias,
+        # OpenAI's JSON wants token ids as string keys; LiteLLM 1.110 fails on Inspect's int keys with an
+        # AttributeError it reports as a (retryable) APIConnectionError
+        "logit_bias": {str(k): v for k, v in config.logit_bias.items()} if config.logit_bias else None,
         "n": config.num_choices,
         "logprobs": config.logprobs,
         "top_logprobs": config.top_logprobs,

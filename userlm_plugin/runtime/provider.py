@@ -35,7 +35,13 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
-from ..errors import ConfigError, ModelLoadError
+from ..errors import (
+    BackendUnavailableError,
+    ConfigError,
+    ModelLoadError,
+    RetryableBackendError,
+    retries_requested,
+)
 from ..turns import USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
@@ -230,7 +236,14 @@ class UserLMAPI(ModelAPI):
             first_bans=self._bans(backend, guard.banned_first_words) if guard.first_token_filter else (),
             user_turns_in_input=user_turns_in_input,
         )
-        result = await draft_turn(backend, plan)
+        try:
+            result = await draft_turn(backend, plan)
+        except BackendUnavailableError as error:
+            if not retries_requested(config):
+                raise  # nothing answers: a bounded number of quick tries, then the sample fails (not retried)
+            raise RetryableBackendError(
+                f"{error} Retried within your --max-retries/--timeout.", "transient"
+            ) from error
         elapsed = time.perf_counter() - started
         params = {
             "temperature": temperature,

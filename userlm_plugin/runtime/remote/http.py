@@ -2,7 +2,8 @@
 
     429                                   -> RetryableBackendError("rate_limit", Retry-After): Inspect backs off
     5xx, 408, read timeout, dropped conn. -> RetryableBackendError("transient"): Inspect retries
-    connection refused (after quick tries) -> BackendUnavailableError: not retried, the sample fails with the URL
+    connection refused (after quick tries) -> BackendUnavailableError: the sample fails with the URL (retried only
+                                              when the user set --max-retries/--timeout: provider.py)
     other 4xx                              -> UpstreamRequestError with the server's own message (also a 500
                                               that is a request validation error: llama-cpp-python's way)
     200 without JSON                       -> BackendError
@@ -81,7 +82,8 @@ class CompletionsClient:
                 raise BackendUnavailableError(
                     f"{where}: cannot connect ({type(error).__name__}: {error}) after "
                     f"{self.args.connect_retries + 1} tries. Is the server running and is -M base_url right "
-                    "(e.g. http://127.0.0.1:8000/v1)? Not retried: a dead server fails the sample."
+                    "(e.g. http://127.0.0.1:8000/v1)? Not retried (a dead server fails the sample); pass --max-retries or "
+                    "--timeout to keep retrying."
                 ) from error
             except httpx.TimeoutException as error:
                 raise RetryableBackendError(
