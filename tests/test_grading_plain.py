@@ -108,11 +108,14 @@ def test_forged_or_malformed_data_is_rejected(data) -> None:
 def test_comparison_rule() -> None:
     assert plain.same((1, 2), [1, 2])  # LiC: a returned tuple counts as a list (top level)
     assert not plain.same([(1, 2)], [[1, 2]])  # ... only at the top level, as LiC's `==`
-    assert not plain.same(True, 1) and not plain.same(1, True) and not plain.same([True], [1])
-    assert plain.same(2, 2.0) and plain.same([1.5, 2], [1.5, 2.0])  # numbers by value
+    # Python's `==` on builtins, as LiC and HumanEval's check compare: bool is an int, numbers by value
+    assert plain.same(True, 1) and plain.same(0, False) and plain.same([True], [1])
+    assert plain.same(2, 2.0) and plain.same([1.5, 2], [1.5, 2.0]) and plain.same({1: "x"}, {True: "x"})
     assert not plain.same("1", 1) and not plain.same(None, 0) and not plain.same(float("nan"), float("nan"))
-    assert plain.same({"a": [1]}, {"a": [1]}) and not plain.same({1: "x"}, {True: "x"})
-    assert not plain.same({"a": 1}, {"a": 1, "b": 2}) and not plain.same([1], [1, 2])
+    assert not plain.same([float("nan")], [float("nan")])  # decoded separately: not the same object
+    assert plain.same({"a": [1]}, {"a": [1]}) and not plain.same({"a": 1}, {"a": 1, "b": 2})
+    assert not plain.same([1], [1, 2]) and not plain.same({1, 2}, [1, 2]) and not plain.same(iter([1]), [1])
+    assert plain.same(True, 1) is True and plain.same(1, 2) is False  # a bool whatever `==` returned
 
 
 def test_the_preamble_is_lics_in_lics_order() -> None:

@@ -120,40 +120,12 @@ def decode(data, depth=0):
 def same(got, expected):
     """Call-based test comparison, done in the trusted process on decoded values.
 
-    Lost in Conversation compares with Python's `==` after turning a returned tuple into a list (top level
-    only). We keep that rule and make the rest type-aware: types must match at every level, except that
-    int and float compare by value (2 == 2.0, as JSON does not keep the difference reliably). So True != 1
-    and "1" != 1, where LiC's `==` would accept True for an expected 1; a nested tuple still differs from a
-    list, as in LiC. NaN never equals anything.
+    Lost in Conversation's rule (`tasks/code/eval_code.py`, `grade_call_based`): a returned tuple counts as a
+    list (top level only), then Python's `==`. Both sides are builtin objects here (`decode` built them), so
+    this `==` is Python's own, the same one HumanEval's `check` asserts with: `True == 1` and `2 == 2.0` hold,
+    `"1" == 1` and a nested tuple against a list do not, NaN equals nothing. Both scoring modes use this rule
+    (docs/scoring.md, "Scoring modes").
     """
     if type(got) is tuple and type(expected) is list:
         got = list(got)
-    return _equal(got, expected, 0)
-
-
-_NUMBERS = (int, float)
-
-
-def _equal(a, b, depth):
-    if depth > MAX_DEPTH:
-        return False
-    ta, tb = type(a), type(b)
-    if ta in _NUMBERS and tb in _NUMBERS:
-        return a == b
-    if ta is not tb:
-        return False
-    if ta is list or ta is tuple:
-        return len(a) == len(b) and all(_equal(x, y, depth + 1) for x, y in zip(a, b))  # noqa: B905 - python 3.8
-    if ta is dict:
-        if len(a) != len(b):
-            return False
-        keyed = {_key(k): v for k, v in b.items()}
-        return all(_key(k) in keyed and _equal(v, keyed[_key(k)], depth + 1) for k, v in a.items())
-    if ta is set or ta is frozenset:
-        return {_key(k) for k in a} == {_key(k) for k in b}
-    return a == b
-
-
-def _key(k):
-    """A dict key or set member tagged so that True and 1 (equal and same hash in Python) stay apart."""
-    return (type(k) is bool, k)
+    return bool(got == expected)
