@@ -112,7 +112,12 @@ def test_coding_full_humaneval_wrong_answer_scores_zero_with_explanation(tmp_pat
     # the assistant ran with LiC's defaults: temperature 1.0, max_tokens 1000
     [call] = [e for e in sample.events if isinstance(e, ModelEvent)]
     assert (call.config.temperature, call.config.max_tokens) == (1.0, 1000)
-    assert log.eval.task_display_name == "coding_sharded (full)" and "full" in (log.eval.tags or [])
+    assert log.eval.task_display_name == "coding_sharded (full, corrected)" and "full" in (
+        log.eval.tags or []
+    )
+    # the scoring mode is in the viewer's run name and tags, the task metadata and every answer score
+    assert "corrected" in log.eval.tags and log.eval.metadata["scoring"] == "corrected"
+    assert score.metadata["scoring"] == "corrected"
 
 
 def test_user_generation_flags_win_over_lics_defaults(tmp_path) -> None:
@@ -289,6 +294,85 @@ def test_userlm_conversations_get_intent_coverage_from_the_shard_matcher(tmp_pat
     assert "guardrails exhausted on user turn(s) 3" in code.explanation
 
 
+# ---------------------------------------------------------------- scoring modes (docs/scoring.md, "Scoring modes")
+
+CLASS_UNCLOSED = "Here:\n```python\nclass Solution:\n    def scaleAll(self, nums, k):\n        return [x * {op} k for x in nums]\n"
+CLASS_FENCED = (
+    "```python\nclass Solution:\n    def scaleAll(self, nums, k):\n        return [x * k for x in nums]\n```"
+)
+
+
+def test_lic_exact_leaves_out_a_conversation_lic_would_crash_on(tmp_path) -> None:
+    """LiC raises on a `class Solution` outside a closed fence and logs nothing for that conversation; lic_exact
+    scores it 0 with the reason, and P/A90/U and the other metrics leave it out. corrected grades it."""
+    results = {}
+    for scoring in ("lic_exact", "corrected"):
+        [log] = eval(
+            CODING,
+            model=assistant(CLASS_UNCLOSED.format(op=""), CLASS_FENCED),
+            task_args={"setting": "full", "data": FIXTURE, "sources": "lcb", "scoring": scoring},
+            epochs=2,
+            log_dir=str(tmp_path),
+            display="none",
+            max_samples=1,
+        )
+        assert log.status == "success", log.error
+        results[scoring] = log
+    lic, corrected = results["lic_exact"], results["corrected"]
+    first = lic.samples[0].scores["code_scorer"]  # epoch 1: the unclosed class answer
+    assert first.value["correct"] == 0.0 and "IndexError" in first.metadata["lic_crash"]
+    assert (
+        "LiC aborts the conversation here" in first.explanation and first.metadata["scoring"] == "lic_exact"
+    )
+    assert lic.samples[1].scores["code_scorer"].value["correct"] == 1.0
+    assert metrics(lic)["P"] == 100.0  # epoch 1 left out, as LiC's results hold no such conversation
+    assert metrics(corrected)["P"] == 100.0 and metrics(corrected)["ended_correct"] == 1.0
+    assert "lic_crash" not in corrected.samples[0].scores["code_scorer"].metadata
+
+
+def test_lic_exact_ends_the_conversation_where_lic_crashes(tmp_path) -> None:
+    wrong_unclosed = CLASS_UNCLOSED.format(op="2 *")
+    ends = {}
+    for scoring in ("lic_exact", "corrected"):
+        [log] = eval(
+            CODING,
+            model=assistant(wrong_unclosed, CLASS_FENCED, CLASS_FENCED),
+            task_args={"setting": "scripted", "data": FIXTURE, "sources": "lcb", "scoring": scoring},
+            epochs=1,
+            log_dir=str(tmp_path),
+            display="none",
+        )
+        assert log.status == "success", log.error
+        score = log.samples[0].scores["code_scorer"]
+        ends[scoring] = (score.metadata["user_turns"], score.metadata["stop_reason"], score.value["correct"])
+        ends[scoring] += (score.value["ended_correct"],)
+    assert ends["lic_exact"] == (1, "stop_when", 0.0, 0.0)  # stopped by the crash, not by a correct answer
+    assert ends["corrected"] == (2, "stop_when", 1.0, 1.0)  # the wrong answer was graded; the next one passed
+
+
+def test_the_sharded_users_token_cap_follows_the_mode(tmp_path) -> None:
+    """LiC's user LLM call sets no max_tokens; lic_exact sends none, corrected keeps the simulator's 512."""
+    caps = {}
+    for scoring in ("lic_exact", "corrected"):
+        user = Scripted(
+            lambda prompt, call: json.dumps({"response": "each friend gets the rest", "shard_id": 2})
+        )
+        [log] = eval(
+            MATH,
+            model=assistant("What numbers?", "Each friend gets 5."),
+            model_roles={"user": user.model()},
+            task_args={"setting": "sharded", "data": FIXTURE, "scoring": scoring},
+            limit=1,
+            epochs=1,
+            log_dir=str(tmp_path),
+            display="none",
+        )
+        assert log.status == "success", log.error
+        [call] = [e for e in log.samples[0].events if isinstance(e, ModelEvent) and e.role == "user"]
+        caps[scoring] = call.config.max_tokens
+    assert caps == {"lic_exact": None, "corrected": 512}
+
+
 # ---------------------------------------------------------------- task arguments
 
 
@@ -296,14 +380,17 @@ def test_paper_switch_selects_the_papers_setup() -> None:
     code = sharded_task("code", paper=True, data=FIXTURE)
     assert [s.metadata["source"] for s in code.dataset] == ["humaneval"]  # LiC's HumanEval-derived intents
     assert code.metadata["setting"] == "userlm" and code.metadata["paper"] is True
-    assert (
-        code.epochs == 10 and code.display_name == "coding_sharded (paper, userlm)" and "paper" in code.tags
-    )
+    assert code.epochs == 10 and code.display_name == "coding_sharded (paper, userlm, lic_exact)"
+    assert {"paper", "lic_exact"} <= set(code.tags) and code.metadata["scoring"] == "lic_exact"
     assert code.config.temperature == 1.0 and code.config.max_tokens == 1000
     math = sharded_task("math", paper=True, data=FIXTURE)
     assert {s.metadata["source"] for s in math.dataset} == {"gsm8k"} and math.metadata["max_turns"] == 8
     gpt_rows = sharded_task("math", paper=True, setting="sharded", data=FIXTURE)  # LiC's user as the GPT sims
-    assert gpt_rows.display_name == "math_sharded (paper, sharded)"
+    assert gpt_rows.display_name == "math_sharded (paper, sharded, lic_exact)"
+    assert sharded_task("code", scoring="lic_exact", data=FIXTURE).metadata["scoring"] == "lic_exact"
+    assert sharded_task("code", data=FIXTURE).metadata["scoring"] == "corrected"  # the default
+    with pytest.raises(UsageError, match="drop -T scoring=corrected"):
+        sharded_task("math", paper=True, scoring="corrected", data=FIXTURE)
     with pytest.raises(UsageError, match="drop -T setting=full"):
         sharded_task("code", paper=True, setting="full", data=FIXTURE)
     with pytest.raises(UsageError, match="drop -T dataset=humaneval"):
@@ -325,6 +412,7 @@ def test_paper_switch_selects_the_papers_setup() -> None:
         ("code", {"epochs": 2, "shuffle": True}, r"--epochs N; -T shuffle is Inspect's --sample-shuffle"),
         ("math", {"max_turns": 0}, r"-T max_turns=0: Input should be greater than or equal to 1"),
         ("code", {"sources": "mbpp", "data": FIXTURE}, "unknown source 'mbpp'"),
+        ("math", {"scoring": "exact", "data": FIXTURE}, "-T scoring='exact': Input should be 'corrected' or"),
     ],
 )
 def test_wrong_task_arguments_are_usage_errors(kind: str, args: dict[str, Any], message: str) -> None:

@@ -243,8 +243,9 @@ def _assistant(texts: list[str]):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("scoring", ["corrected", "lic_exact"])
 @pytest.mark.parametrize("dataset", ["humaneval", "lic"])
-def test_every_attack_scores_zero_through_coding_sharded(dataset: str, tmp_path) -> None:
+def test_every_attack_scores_zero_through_coding_sharded(dataset: str, scoring: str, tmp_path) -> None:
     probe = asyncio.run(
         run_tests(
             spec("check", "def attack(a, b):\n    return a + b\n"), LIMITS, env=LocalSandboxEnvironment()
@@ -255,7 +256,7 @@ def test_every_attack_scores_zero_through_coding_sharded(dataset: str, tmp_path)
     )
     names = sorted(ATTACKS)
     answers = [f"Here is my solution:\n```python\n{ATTACKS[n]}```" for n in names]
-    args = {"setting": "full", "timeout_per_test": 2}
+    args = {"setting": "full", "timeout_per_test": 2, "scoring": scoring}
     if dataset == "humaneval":
         args.update(dataset="humaneval")
     else:
@@ -278,6 +279,7 @@ def test_every_attack_scores_zero_through_coding_sharded(dataset: str, tmp_path)
     judged = {n for n in names for s in scores if ATTACKS[n].strip() in s.answer}
     assert judged == set(names)  # every attack was extracted and graded, none was skipped as "no answer"
     assert {s.metadata.get("isolation") for s in scores} == {"user"}
+    assert {s.metadata["scoring"] for s in scores} == {scoring}
     log_text = json.dumps([s.explanation for s in scores])
     assert "first failing test" in log_text
 

@@ -13,7 +13,8 @@ Settings (LiC, arXiv 2505.06120 §3.3 and Appendix M; UserLM paper arXiv 2510.06
 
 Metadata read by the solver: `intent` (every setting, for the record), `shards` (shard settings), `turns`
 (the scripted-turn settings full/concat/snowball/recap). Read by the scorers: `func_name` + `code_tests`
-(code) or `gold` (math); `shards` / `instruction` by the optional grader.
+(code) or `gold` (math); `shards` / `instruction` by the optional grader. `-T scoring=lic_exact` also reads what
+LiC's own code reads: the prompt's imports (`code_tests.lic_imports`) and LiC's gold text (`lic_gold`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal, get_args
 from inspect_ai.dataset import Sample
 
 from ...errors import UsageError
+from ...scoring.answers import lic_rules
 from ...scoring.answers.code import prompt_context
 from ...scoring.answers.math import gold_answer
 from .humaneval import HumanEvalProblem
@@ -177,6 +179,7 @@ def code_sample(record: CodeRecord | HumanEvalProblem, setting: Setting) -> Samp
         tests = {
             "mode": "check",
             "prefix": prompt_context(record.prompt, record.entry_point),
+            "lic_imports": lic_rules.prompt_imports(record.prompt),
             "check": record.test,
         }
         func_name, source, task_id = record.entry_point, "humaneval", record.task_id
@@ -186,6 +189,7 @@ def code_sample(record: CodeRecord | HumanEvalProblem, setting: Setting) -> Samp
         tests = {
             "mode": "functional",
             "prefix": prefix,
+            "lic_imports": lic_rules.prompt_imports(record.prompt),
             "public": [t.model_dump(include={"input", "output"}) for t in record.public_test_cases],
             "private": record.private_test_cases,
         }
@@ -217,6 +221,7 @@ def math_sample(record: MathRecord, setting: Setting) -> Sample:
         "instruction": question,
         "intent": MATH_INTENT.format(instruction=question),
         "gold": gold,
+        "lic_gold": lic_rules.math_gold(record.answer),
         **_setting_metadata(setting, full, math_concat_prompt(record), _shards(record)),
     }
     return Sample(id=record.task_id, input=full, target=gold, metadata=metadata)

@@ -11,7 +11,10 @@ Arguments Inspect already has are not repeated: use `--limit`, `--epochs` (defau
 `paper=true` selects the UserLM paper's extrinsic evaluation as far as it is published (arXiv 2510.06552 §4;
 docs/scoring.md lists what is known and what is not): Lost in Conversation's HumanEval-derived code
 instructions or its GSM8K instructions, the `userlm` setting (or `sharded`, LiC's user as the paper's GPT
-simulators), 10 conversations per instruction.
+simulators), 10 conversations per instruction, and LiC's own scoring (`scoring=lic_exact`).
+
+`scoring` picks the scoring mode (`scoring/answers/modes.py`): `corrected` unless `paper=true`, which selects
+`lic_exact`; after `parse_options` it is always set.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ...errors import UsageError
+from ...scoring.answers.modes import DEFAULT_SCORING, PAPER_SCORING, ScoringMode
 from .dataset import SETTINGS, Setting
 from .lic import LIC_REVISION
 
@@ -56,6 +60,8 @@ class MathOptions(BaseModel):
     """Cap on simulated user turns (default per setting, `task.DEFAULT_MAX_TURNS`)."""
     on_invalid: Literal["skip", "fail"] = "skip"
     """Malformed LiC records: `skip` (logged with their task_id) or `fail`."""
+    scoring: ScoringMode | None = None
+    """`corrected` (default) or `lic_exact` (LiC's own scoring, bugs included; what `paper=true` selects)."""
 
     @field_validator("setting", mode="before")
     @classmethod
@@ -110,6 +116,8 @@ def parse_options(task: str, model: type[MathOptions], args: dict[str, Any]) -> 
         raise UsageError(f"{task}: " + "; ".join(parts)) from None
     if options.paper:
         _apply_paper(task, options)
+    if options.scoring is None:
+        options.scoring = DEFAULT_SCORING
     return options
 
 
@@ -120,6 +128,12 @@ def _apply_paper(task: str, options: MathOptions) -> None:
             f"{task}: -T paper=true runs setting userlm (the paper's UserLM-8b) or sharded (its GPT simulators); "
             f"drop -T setting={options.setting}."
         )
+    if options.scoring not in (None, PAPER_SCORING):
+        raise UsageError(
+            f"{task}: -T paper=true scores as Lost in Conversation does (-T scoring={PAPER_SCORING}); drop "
+            f"-T scoring={options.scoring}, or drop -T paper and pass the paper's choices yourself."
+        )
+    options.scoring = PAPER_SCORING
     if isinstance(options, CodeOptions):
         if options.dataset != "lic":
             raise UsageError(

@@ -22,6 +22,7 @@ from ...conversation import simulated_user
 from ...errors import UsageError
 from ...scoring.answers.code import code_scorer, code_stop_when
 from ...scoring.answers.math import math_scorer, math_stop_when
+from ...scoring.answers.modes import SCORING_KEY, ScoringMode
 from ...scoring.answers.runner import RunLimits
 from ...scoring.quality.coverage import shard_coverage
 from .dataset import SINGLE_TURN_SETTINGS, Setting, code_sample, math_sample, template
@@ -60,12 +61,17 @@ def assistant_prompt(kind: Kind) -> str:
     return template(f"{kind}_system").strip()
 
 
-def make_simulator(setting: Setting) -> Any:
+LIC_USER_MAX_TOKENS: int | None = None
+"""LiC's user LLM call sets no max_tokens (`user_agent.py`); `lic_exact` does the same. `corrected` keeps the
+sharded user's own cap (512), so a runaway reply is retried instead of billed."""
+
+
+def make_simulator(setting: Setting, scoring: ScoringMode = "corrected") -> Any:
     """The simulator that plays the user in `setting`."""
     from ...simulators import scripted_user, sharded_user, userlm_user
 
     if setting == "sharded":
-        return sharded_user()
+        return sharded_user(max_tokens=LIC_USER_MAX_TOKENS) if scoring == "lic_exact" else sharded_user()
     if setting == "userlm":
         return userlm_user()
     return scripted_user()  # scripted reveals metadata shards; the others replay metadata turns
@@ -101,10 +107,12 @@ def sharded_task(kind: Kind, setting: str = "userlm", **args: Any) -> Task:
     if setting in SINGLE_TURN_SETTINGS and turns != 1:
         raise UsageError(f"{name}: -T setting={setting} is single-turn; drop -T max_turns")
     dataset = options.dataset if isinstance(options, CodeOptions) else "lic"
+    scoring: ScoringMode = options.scoring or "corrected"
     task_meta: dict[str, Any] = {
         "setting": setting,
         "dataset": dataset,
         "paper": options.paper,
+        SCORING_KEY: scoring,
         "max_turns": turns,
         "assistant_config": ASSISTANT_CONFIG.model_dump(exclude_none=True),
     }
@@ -116,21 +124,23 @@ def sharded_task(kind: Kind, setting: str = "userlm", **args: Any) -> Task:
     scorers: list[Scorer]
     if isinstance(options, CodeOptions):
         limits = RunLimits(timeout_per_test_s=options.timeout_per_test)
-        stop_when = code_stop_when(limits, single_turn=single_turn)
-        scorers = [code_scorer(timeout_per_test=options.timeout_per_test, single_turn=single_turn)]
+        stop_when = code_stop_when(limits, single_turn=single_turn, scoring=scoring)
+        scorers = [
+            code_scorer(timeout_per_test=options.timeout_per_test, single_turn=single_turn, scoring=scoring)
+        ]
         sandbox: str | None = options.sandbox
     else:
-        stop_when, sandbox = math_stop_when(single_turn=single_turn), None
-        scorers = [math_scorer(single_turn=single_turn)]
+        stop_when, sandbox = math_stop_when(single_turn=single_turn, scoring=scoring), None
+        scorers = [math_scorer(single_turn=single_turn, scoring=scoring)]
     if dataset == "lic":
         scorers.append(shard_coverage())
 
-    label = f"paper, {setting}" if options.paper else setting
+    label = f"paper, {setting}, {scoring}" if options.paper else f"{setting}, {scoring}"
     return Task(
         dataset=MemoryDataset(samples, name=f"{kind}_{dataset}"),
         solver=[
             system_message(assistant_prompt(kind)),
-            simulated_user(simulator=make_simulator(setting), max_turns=turns, stop_when=stop_when),
+            simulated_user(simulator=make_simulator(setting, scoring), max_turns=turns, stop_when=stop_when),
         ],
         scorer=scorers,
         sandbox=sandbox,
@@ -138,5 +148,5 @@ def sharded_task(kind: Kind, setting: str = "userlm", **args: Any) -> Task:
         config=ASSISTANT_CONFIG,
         metadata=task_meta,
         display_name=f"{name} ({label})",
-        tags=[kind, setting, dataset, *(["paper"] if options.paper else [])],
+        tags=[kind, setting, dataset, scoring, *(["paper"] if options.paper else [])],
     )

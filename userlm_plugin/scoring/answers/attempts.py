@@ -14,6 +14,10 @@ counted (`grader_failures` in the score metadata).
 The same check backs `stop_when` (after each assistant turn) and the scorer (at the end); each turn is decided
 once (`AnswerChecks.verdicts`, keyed by turn and text) and each distinct answer graded once (`AnswerChecks.checks`),
 so the log shows which turn was judged, how, and why.
+
+Under `-T scoring=lic_exact` a turn on which LiC's own code raises (`modes.LIC_CRASH` in the check's details) ends
+the conversation there, as it aborts LiC's; its score records why, and the reliability metrics leave it out, as
+LiC's results do (docs/scoring.md, "Scoring modes").
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pydantic import BaseModel, Field
 from ...records import Conversation, conversation_from_store
 from ...turns import StopReason
 from .grader import classify_turn, grader_bound
+from .modes import DEFAULT_SCORING, LIC_CRASH, SCORING_KEY, ScoringMode
 from .reliability import CORRECT, ENDED_CORRECT, TURNS
 
 AttemptRule = Literal["single_turn", "grader", "rules", "rules_after_grader_failure"]
@@ -44,6 +49,8 @@ class AnswerTask(ABC):
     kind: str
     answer_description: str
     """What a final answer looks like (shown to the grader)."""
+    scoring: ScoringMode = DEFAULT_SCORING
+    """`corrected` or `lic_exact` (`modes.py`), recorded in every score's metadata."""
 
     @abstractmethod
     def rule_based(self, text: str, state: TaskState) -> str | None:
@@ -178,13 +185,16 @@ async def check_turn(
         return None
     answer = verdict.answer
     record = AnswerChecks(store=state.store)
-    cached = record.find(answer)
+    cached = record.find(answer) if answer else None  # nothing to grade in "": each such turn says why itself
     if cached is not None:
         check = cached.model_copy(update={"assistant_turn": turn, "by": by, "rule": verdict.rule})
         check.details = {**check.details, "cached": True}
     else:
         if answer:
             correct, explanation, details = await task.grade(answer, state)
+        elif crash := verdict.details.get(LIC_CRASH):
+            explanation = f"{crash}; LiC aborts the conversation here and its results leave it out"
+            correct, details = False, {}
         else:
             correct, explanation, details = False, "an answer attempt, but no answer could be extracted", {}
         check = AnswerCheck(
@@ -213,14 +223,15 @@ async def check_turn(
 
 
 def make_stop_when(task: AnswerTask, single_turn: bool = False) -> Callable[[TaskState], Awaitable[bool]]:
-    """`stop_when` for `simulated_user`: True when the latest assistant turn is a correct answer (LiC's early end)."""
+    """`stop_when` for `simulated_user`: True when the latest assistant turn is a correct answer (LiC's early end),
+    or, under `lic_exact`, one on which LiC's own code raises (which ends LiC's conversation too)."""
 
     async def stop_when(state: TaskState) -> bool:
         messages = assistant_messages(state)
         if not messages:
             return False
         check = await check_turn(state, len(messages), messages[-1].text, task, "stop_when", single_turn)
-        return bool(check and check.correct)
+        return bool(check and (check.correct or LIC_CRASH in check.details))
 
     return stop_when
 
@@ -247,13 +258,14 @@ async def score_last_attempt(state: TaskState, task: AnswerTask, single_turn: bo
         if check is not None:
             break
     record = AnswerChecks(store=state.store)
-    ended_correct = conversation.stop_reason == StopReason.STOP_WHEN
+    ended_correct = conversation.stop_reason == StopReason.STOP_WHEN and check is not None and check.correct
     value = {
         CORRECT: 1.0 if check and check.correct else 0.0,
         TURNS: float(conversation.user_turns),
         ENDED_CORRECT: 1.0 if ended_correct else 0.0,
     }
     metadata = {
+        SCORING_KEY: task.scoring,
         "assistant_turns": len(messages),
         "user_turns": conversation.user_turns,
         "stop_reason": str(conversation.stop_reason) if conversation.stop_reason else None,

@@ -1,12 +1,15 @@
 """Code answers: extraction, the test program, and the code scorer (docs/scoring.md, "code").
 
-Extraction follows Lost in Conversation's rule-based extractor (`tasks/code/task_code.py`, `extract_answer`):
-- an answer that mentions `class Solution` (LiveCodeBench's starter form) keeps the whole last code block that
-  defines it; the tests then call `Solution().<func_name>` on one instance, as `eval_code.py` (`compile_code`)
-  does;
+Two scoring modes (`modes.py`). `lic_exact` extracts and renames exactly as Lost in Conversation does
+(`lic_rules.py`). `corrected` (the default) follows LiC's rule-based extractor (`tasks/code/task_code.py`,
+`extract_answer`) in intent, without its bugs:
+- an answer that mentions `class Solution` (LiveCodeBench's starter form) keeps the whole last code block (closed
+  or not) that defines it; the tests then call `Solution().<func_name>` on one instance, as `eval_code.py`
+  (`compile_code`) does, the method named `func_name` when there is one;
 - otherwise the LAST Python code block (the raw text when there is none) gives its top-level imports and its LAST
-  top-level function, callable under the expected name. LiC renames the definition; we keep it and add
-  `expected = original`, so a recursive function still finds itself. Other top-level code is dropped, as in LiC.
+  top-level function, callable under the expected name. LiC renames by replacing the first function's name
+  everywhere in the text; we keep the definition and add `expected = original`, so a recursive function still
+  finds itself and no other identifier changes. Other top-level code is dropped, as in LiC.
 
 Every LiC candidate runs after LiC's import preamble (`eval_code.py`, `import_string`: `from typing import *`,
 `math`, `collections`, ... and a recursion limit of 50000; `TestSpec.preamble`, run by the grading harness), so
@@ -30,9 +33,13 @@ from typing import Any
 
 from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
+from inspect_ai.util import SandboxEnvironment
 
 from ...errors import ConfigError
+from . import lic_rules
 from .attempts import AnswerTask, make_stop_when, score_last_attempt
+from .lic_rules import LicCrash
+from .modes import DEFAULT_SCORING, LIC_CRASH, ScoringMode
 from .reliability import reliability_metrics
 from .runner import RunLimits, TestSpec, run_tests
 
@@ -158,13 +165,17 @@ def prompt_context(prompt: str, entry_point: str) -> str:
     return "\n\n".join(ast.get_source_segment(source, n) or "" for n in keep).strip()
 
 
-def build_spec(code: str, metadata: dict[str, Any]) -> TestSpec:
+def build_spec(code: str, metadata: dict[str, Any], scoring: ScoringMode = DEFAULT_SCORING) -> TestSpec:
     """The test run for extracted code, from the sample's `code_tests` metadata.
 
     LiC records (`functional`): the prompt's imports/helpers and the candidate, run after LiC's import preamble;
     a `class Solution` answer is called as `Solution().<func_name>` on one instance (a method under another name
     is aliased, as LiC renames the answer's first `def`). HumanEval (`check`): the prompt's context and the
     candidate, tested by HumanEval's `check`.
+
+    `lic_exact`: `code` is LiC's graded program (`lic_rules.graded_program`: the prompt's imports already in it,
+    the first function already renamed), run as LiC runs it: no prompt helpers, no alias, and a class answer
+    recognised by the text `class Solution` in the program. HumanEval's `check` keeps HumanEval's own context.
     """
     tests = metadata.get("code_tests")
     if not isinstance(tests, dict):
@@ -177,6 +188,11 @@ def build_spec(code: str, metadata: dict[str, Any]) -> TestSpec:
         program = "\n\n".join(p for p in parts if p)
         check = "\n\n".join(p for p in (tests.get("prefix", ""), tests["check"]) if p)  # helpers check uses
         return TestSpec(mode="check", program=program, check=check, entry_point=name)
+    private, public = tests.get("private"), tests.get("public", [])
+    if scoring == "lic_exact":
+        return TestSpec(
+            mode="functional", program=code, func_name=name, tests=public, private=private, preamble=True
+        )
     method = solution_method(code, name)
     if method is not None and method != name:
         parts.append(f"{SOLUTION_CLASS}.{name} = {SOLUTION_CLASS}.{method}")
@@ -184,8 +200,8 @@ def build_spec(code: str, metadata: dict[str, Any]) -> TestSpec:
         mode="functional",
         program="\n\n".join(p for p in parts if p),
         func_name=name,
-        tests=tests.get("public", []),
-        private=tests.get("private"),
+        tests=public,
+        private=private,
         preamble=True,
         solution_class=method is not None,
     )
@@ -205,30 +221,74 @@ class CodeAnswers(AnswerTask):
     kind = "code"
     answer_description = CODE_ANSWER_DESCRIPTION
 
-    def __init__(self, limits: RunLimits | None = None) -> None:
+    def __init__(
+        self,
+        limits: RunLimits | None = None,
+        scoring: ScoringMode = DEFAULT_SCORING,
+        env: SandboxEnvironment | None = None,
+    ) -> None:
         self.limits = limits or RunLimits()
+        self.scoring = scoring
+        self.env = env
+        """Where tests run; None: the current sample's sandbox (`sandbox()`)."""
+
+    def answer_code(self, text: str, func_name: str) -> str | None:
+        """The code this mode grades for a reply (None: none found); `lic_exact` may raise `LicCrash`."""
+        if self.scoring == "lic_exact":
+            return lic_rules.extract_answer(text) or None
+        return extract_code(text, func_name)
 
     def rule_based(self, text: str, state: TaskState) -> str | None:
-        code = extract_code(text, state.metadata["func_name"])
+        name = state.metadata["func_name"]
+        try:
+            code = self.answer_code(text, name)
+        except LicCrash:  # the attempt rule is ours; the crash is recorded when the answer is extracted
+            code = extract_code(text, name)
         return None if code is None or is_template(code) else code
 
     async def extract(self, text: str, state: TaskState, use_grader: bool) -> tuple[str, dict[str, Any]]:
-        code = extract_code(text, state.metadata["func_name"])
+        try:
+            code = self.answer_code(text, state.metadata["func_name"])
+        except LicCrash as crash:
+            return "", {"extraction": "rules", LIC_CRASH: str(crash)}
         return code or "", {"extraction": "rules"}
 
+    def test_spec(self, answer: str, metadata: dict[str, Any]) -> TestSpec | None:
+        """The run that grades an extracted answer in this mode; None when LiC scores it 0 without running it
+        (`lic_exact`: no `def ` left). Under `lic_exact` the program is LiC's (`lic_rules.graded_program`)."""
+        if self.scoring == "lic_exact":
+            tests = metadata.get("code_tests") or {}
+            program = lic_rules.graded_program(answer, metadata["func_name"], tests.get("lic_imports", ""))
+            if program is None:
+                return None
+            answer = program
+        return build_spec(answer, metadata, self.scoring)
+
     async def grade(self, answer: str, state: TaskState) -> tuple[bool, str, dict[str, Any]]:
-        result = await run_tests(build_spec(answer, state.metadata), self.limits)
+        spec = self.test_spec(answer, state.metadata)
+        if spec is None:
+            return False, "no `def ` in the extracted code: LiC scores it 0 without running it", {}
+        result = await run_tests(spec, self.limits, self.env)
         details = result.model_dump(exclude={"stderr_tail", "stdout_tail"})
+        if self.scoring == "lic_exact":  # LiC's rename edits the text: show what ran
+            details["graded_program"] = spec.program
         return result.passed, result.explanation(), details
 
 
-def code_stop_when(limits: RunLimits | None = None, single_turn: bool = False):
+def code_stop_when(
+    limits: RunLimits | None = None, single_turn: bool = False, scoring: ScoringMode = DEFAULT_SCORING
+):
     """`stop_when` for code: run the tests on the latest answer attempt; stop when they all pass."""
-    return make_stop_when(CodeAnswers(limits), single_turn=single_turn)
+    return make_stop_when(CodeAnswers(limits, scoring), single_turn=single_turn)
 
 
 @scorer(metrics=reliability_metrics())
-def code_scorer(timeout_per_test: float = 6.0, memory_mb: int = 2048, single_turn: bool = False):
+def code_scorer(
+    timeout_per_test: float = 6.0,
+    memory_mb: int = 2048,
+    single_turn: bool = False,
+    scoring: ScoringMode = DEFAULT_SCORING,
+):
     """Runs the task's tests on the code in the conversation's last answer attempt.
 
     Value: {"correct": 0|1, "turns": user turns, "ended_correct": 0|1}; explanation: the first failing
@@ -238,8 +298,10 @@ def code_scorer(timeout_per_test: float = 6.0, memory_mb: int = 2048, single_tur
         timeout_per_test: Seconds per test (LiC: 6).
         memory_mb: Address-space cap of the test process.
         single_turn: Every assistant reply is an answer attempt (LiC's FULL/CONCAT skip the classifier).
+        scoring: `corrected` (default) or `lic_exact` (LiC's extraction and rename, bugs included; docs/scoring.md).
     """
-    answers = CodeAnswers(RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb))
+    limits = RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb)
+    answers = CodeAnswers(limits, scoring)
 
     async def score(state: TaskState, target: Target) -> Score:  # noqa: ARG001
         return await score_last_attempt(state, answers, single_turn=single_turn)

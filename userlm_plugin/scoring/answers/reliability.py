@@ -14,6 +14,9 @@ Metric names are short (`P`, `A90`, `U90_10`, the paper's own symbols) so they f
 
 Also: `turns_used` (mean simulated user turns per conversation) and `ended_correct` (share of
 conversations that stopped because the assistant's latest answer was correct).
+
+Every metric leaves out conversations whose score records a LiC crash (`modes.LIC_CRASH`, `lic_exact` only):
+LiC's driver logs nothing for a conversation its own code aborted, so its averages are over the others.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from inspect_ai.scorer import Metric, SampleScore, Value, metric
 
 from ...errors import ConfigError
+from .modes import LIC_CRASH
 
 CORRECT = "correct"
 TURNS = "turns"
@@ -64,9 +68,14 @@ def _value(score: SampleScore, key: str) -> float:
     raise ConfigError(f"score value has no {key!r}: {value!r}")
 
 
+def counted(scores: Iterable[SampleScore]) -> list[SampleScore]:
+    """The conversations LiC's results would hold: all but those its own code aborted (`lic_exact`)."""
+    return [s for s in scores if LIC_CRASH not in (s.score.metadata or {})]
+
+
 def _group(scores: Iterable[SampleScore]) -> dict[object, list[float]]:
     groups: dict[object, list[float]] = defaultdict(list)
-    for s in scores:
+    for s in counted(scores):
         groups[s.sample_id].append(100.0 * _value(s, CORRECT))
     return groups
 
@@ -84,7 +93,8 @@ def _per_conversation_mean(key: str) -> Metric:
     """The metric reporting the mean of `key` over conversations (0.0 when there are none)."""
 
     def compute(scores: list[SampleScore]) -> Value:
-        return sum(_value(s, key) for s in scores) / len(scores) if scores else 0.0
+        kept = counted(scores)
+        return sum(_value(s, key) for s in kept) / len(kept) if kept else 0.0
 
     return compute
 
