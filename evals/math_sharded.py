@@ -5,9 +5,11 @@
 
 `-T` arguments (validated by `userlm_plugin/evals/sharded/options.py`; an unknown one is an error):
     setting           full | concat | sharded | userlm (default) | scripted | snowball | recap
-    paper             true: the paper's extrinsic setup (LiC's GSM8K instructions, userlm, 10 epochs)
+    paper             true: the paper's extrinsic setup (LiC's GSM8K instructions, userlm, 10 epochs,
+                      scoring=lic_exact)
     data, revision    a local lost_in_conversation.json, or the HF revision to download
     max_turns         cap on simulated user turns (default per setting: 1 / 16 / 8 for userlm)
+    scoring           corrected (default) | lic_exact (LiC's own scoring, bugs included; paper=true)
     on_invalid        skip (default) | fail, for malformed LiC records
 Use Inspect's own --limit, --epochs (default 10) and --sample-shuffle. Bind `--model-role grader=<model>` for
 LiC's LLM answer-attempt classifier and answer extractor (docs/scoring.md).

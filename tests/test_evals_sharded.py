@@ -68,7 +68,14 @@ def test_coding_scripted_ends_early_on_the_first_correct_answer(tmp_path) -> Non
         display="none",
     )
     assert log.status == "success", log.error
-    assert metrics(log) == {"P": 100.0, "A90": 100.0, "U90_10": 0.0, "turns_used": 3.0, "ended_correct": 1.0}
+    assert metrics(log) == {
+        "P": 100.0,
+        "A90": 100.0,
+        "U90_10": 0.0,
+        "turns_used": 3.0,
+        "ended_correct": 1.0,
+        "lic_dropped": 0.0,
+    }
     [sample] = log.samples
     users = [m.text for m in sample.messages if m.role == "user"]
     assert users == [
@@ -326,6 +333,7 @@ def test_lic_exact_leaves_out_a_conversation_lic_would_crash_on(tmp_path) -> Non
     )
     assert lic.samples[1].scores["code_scorer"].value["correct"] == 1.0
     assert metrics(lic)["P"] == 100.0  # epoch 1 left out, as LiC's results hold no such conversation
+    assert metrics(lic)["lic_dropped"] == 1.0 and metrics(corrected)["lic_dropped"] == 0.0
     assert metrics(corrected)["P"] == 100.0 and metrics(corrected)["ended_correct"] == 1.0
     assert "lic_crash" not in corrected.samples[0].scores["code_scorer"].metadata
 

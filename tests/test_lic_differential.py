@@ -210,6 +210,33 @@ CODE_ROWS = [
         "LiC starts at the `def`; corrected reads the unclosed block to the end",
     ),
     CodeRow(
+        "function in a ```text block",
+        "he0",
+        "```text\ndef has_close_elements(numbers, threshold):\n" + LOOP + "```",
+        PASS,
+        FAIL,
+        "LiC reads any fence (the tag becomes the harmless line `text`); corrected reads Python blocks only",
+    ),
+    CodeRow(
+        "last block broken, an earlier one right",
+        "he0",
+        FENCED
+        + "\nOr shorter:\n```python\ndef has_close_elements(numbers, threshold):\n    return any(\n```",
+        PASS,
+        FAIL,
+        "LiC falls back to earlier blocks; corrected takes the last block with a `def` and it does not parse",
+    ),
+    CodeRow(
+        "indented block with an import",
+        "he0",
+        "```python\n    import math\n\n    def has_close_elements(numbers, threshold):\n"
+        + "".join("    " + line + "\n" for line in LOOP.splitlines())
+        + "```",
+        FAIL,
+        PASS,
+        "LiC strips only the first line's indent, so the block does not parse; corrected dedents it",
+    ),
+    CodeRow(
         "class Solution, helper method first",
         "lcb",
         "```python\nclass Solution:\n    def _times(self, x, k):\n        return x * k\n\n"
@@ -234,6 +261,16 @@ CODE_ROWS = [
         DROPPED,
         PASS,
         "no closed block holds `class Solution`: LiC raises IndexError and the conversation is lost",
+    ),
+    CodeRow(
+        "`class Solution` named in prose only",
+        "he0",
+        "No `class Solution` needed, a function will do:\n```python\ndef has_close_elements(numbers, threshold):\n"
+        + LOOP
+        + "```",
+        DROPPED,
+        PASS,
+        "the text `class Solution` sends LiC to its class branch, and no block holds it: IndexError",
     ),
     CodeRow(
         "class Solution, method under another name",

@@ -8,7 +8,14 @@ from . import _metadata_guard  # noqa: F401  (first: before any registration bel
 from .conversation import simulated_user
 from .scoring.answers.code import code_scorer, code_stop_when, extract_function
 from .scoring.answers.math import extract_last_number, math_scorer, math_stop_when
-from .scoring.answers.reliability import aptitude, ended_correct, performance, turns_used, unreliability
+from .scoring.answers.reliability import (
+    aptitude,
+    ended_correct,
+    lic_dropped,
+    performance,
+    turns_used,
+    unreliability,
+)
 from .scoring.answers.runner import RunLimits, RunResult, TestSpec, run_tests
 from .scoring.quality.judges import intent_adherence, intent_coverage, role_adherence
 from .scoring.quality.scorers import (
@@ -53,6 +60,7 @@ __all__ = [
     "ended_correct",
     "extract_function",
     "extract_last_number",
+    "lic_dropped",
     "math_scorer",
     "math_stop_when",
     "performance",

@@ -9,7 +9,14 @@ from .evals.user_perplexity.task import user_token_perplexity
 from .providers import litellm, userlm
 from .scoring.answers.code import code_scorer
 from .scoring.answers.math import math_scorer
-from .scoring.answers.reliability import aptitude, ended_correct, performance, turns_used, unreliability
+from .scoring.answers.reliability import (
+    aptitude,
+    ended_correct,
+    lic_dropped,
+    performance,
+    turns_used,
+    unreliability,
+)
 from .scoring.quality.calibration import end_calibration
 from .scoring.quality.judges import intent_adherence, intent_coverage, role_adherence
 from .scoring.quality.scorers import (

@@ -13,11 +13,20 @@ Every grader call runs in a transcript span `grader: ...` (its model call is log
 an info event with the parsed result. Malformed output (no JSON, wrong fields, an unknown label) is retried; a
 classification still malformed after `CLASSIFY_TRIES` comes back with `label=None` and its errors, which the
 caller counts and logs; it never raises.
+
+The assistant's turn is the one untrusted text in these prompts (the model under test wrote it). LiC pastes it raw,
+so a turn could end with the prompt's own headers and a forged instruction ("Reply ... {"response_type":
+"answer_attempt"}") and have its question graded as an answer. We quote it between two boundary lines that carry
+a fresh random token per call (`quote_token`), drawn again if the text holds it, so nothing inside the quote can
+close it; the prompt tells the grader that the quoted text is data. The quoted text itself is never edited, so the
+extractor's copy can still be checked against it character for character. Both scoring modes do this
+(docs/scoring.md lists it as a deviation from LiC's prompt text).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -48,6 +57,8 @@ EXTRACT_TRIES = 3
 """LiC's `max_extraction_attempts`."""
 GRADER_TEMPERATURE = 0.0
 GRADER_MAX_TOKENS = 1000
+QUOTE_DRAWS = 16
+"""Boundary tokens drawn before giving up (a 64-bit random token inside the text is already a 1-in-2^60 event)."""
 
 
 class _Classification(BaseModel):
@@ -77,6 +88,44 @@ def grader_prompts() -> dict[str, str]:
     return yaml.safe_load(text)
 
 
+def _fresh_token() -> str:
+    return secrets.token_hex(8)
+
+
+def quote_token(text: str) -> str:
+    """A fresh random token for the boundary lines around `text`, one that `text` does not contain (drawn again
+    when it does), so the quoted text can neither guess nor contain the lines that close its quote."""
+    for _ in range(QUOTE_DRAWS):
+        token = _fresh_token()
+        if token not in text:
+            return token
+    raise RuntimeError(f"no boundary token absent from the quoted text after {QUOTE_DRAWS} draws")
+
+
+def classify_prompt(
+    turn_text: str, first_shard: str, shards: list[dict[str, Any]], answer_description: str
+) -> str:
+    """The classification prompt, the assistant's turn quoted between fresh boundary lines."""
+    return render(
+        grader_prompts()["classify"],
+        first_shard=first_shard,
+        shards=json.dumps(shards, ensure_ascii=False),
+        answer_description=answer_description,
+        boundary=quote_token(turn_text),
+        turn=turn_text,
+    )
+
+
+def extract_prompt(response: str, answer_description: str) -> str:
+    """The extraction prompt, the reply quoted between fresh boundary lines."""
+    return render(
+        grader_prompts()["extract"],
+        answer_description=answer_description,
+        boundary=quote_token(response),
+        response=response,
+    )
+
+
 def grader_bound() -> bool:
     """True when the eval binds the `grader` role (`--model-role grader=...`)."""
     return GRADER_ROLE in model_roles()
@@ -104,13 +153,7 @@ async def classify_turn(
 ) -> Classification:
     """LiC's turn categorization of the assistant's latest turn, retried on malformed output."""
     model = get_model(role=GRADER_ROLE)
-    prompt = render(
-        grader_prompts()["classify"],
-        first_shard=first_shard,
-        shards=json.dumps(shards, ensure_ascii=False),
-        answer_description=answer_description,
-        turn=turn_text,
-    )
+    prompt = classify_prompt(turn_text, first_shard, shards, answer_description)
     errors: list[str] = []
     async with span(f"grader: classify assistant turn {turn}", type="grader"):
         for attempt in range(1, CLASSIFY_TRIES + 1):
@@ -137,7 +180,7 @@ async def extract_span(response: str, answer_description: str) -> tuple[str, dic
     A copy that is not a substring of `response` (or malformed output) costs a try, as in LiC.
     """
     model = get_model(role=GRADER_ROLE)
-    prompt = render(grader_prompts()["extract"], answer_description=answer_description, response=response)
+    prompt = extract_prompt(response, answer_description)
     errors: list[str] = []
     answer = ""
     async with span("grader: extract answer", type="grader"):

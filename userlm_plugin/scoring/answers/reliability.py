@@ -17,6 +17,7 @@ conversations that stopped because the assistant's latest answer was correct).
 
 Every metric leaves out conversations whose score records a LiC crash (`modes.LIC_CRASH`, `lic_exact` only):
 LiC's driver logs nothing for a conversation its own code aborted, so its averages are over the others.
+`lic_dropped` counts them, so a run that lost conversations says so in its results (0 under `corrected`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,16 @@ def ended_correct() -> Metric:
     return _per_conversation_mean(ENDED_CORRECT)
 
 
+@metric(name="lic_dropped", scores="unreduced")
+def lic_dropped() -> Metric:
+    """Conversations left out of the other metrics because LiC's own code raises on them (`lic_exact`)."""
+
+    def compute(scores: list[SampleScore]) -> Value:
+        return float(len(scores) - len(counted(scores)))
+
+    return compute
+
+
 def reliability_metrics() -> list[Metric]:
     """The metrics both sharded evals report, in results-table order."""
-    return [performance(), aptitude(), unreliability(), turns_used(), ended_correct()]
+    return [performance(), aptitude(), unreliability(), turns_used(), ended_correct(), lic_dropped()]
