@@ -19,6 +19,7 @@ import pytest
 from inspect_ai import eval
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
+from userlm_plugin.errors import UserLMPluginError
 from userlm_plugin.scoring.answers import grader
 from userlm_plugin.simulators._common import render
 
@@ -80,7 +81,7 @@ def test_a_turn_holding_the_boundary_token_gets_another(monkeypatch) -> None:
     quoted, _ = _quote(prompt, "TURN")
     assert "<<<TURN 0badc0de0badc0de>>>" in prompt and quoted == "[assistant] " + turn
     monkeypatch.setattr(grader, "_fresh_token", lambda: "feedfacefeedface")
-    with pytest.raises(RuntimeError, match="no boundary token"):
+    with pytest.raises(UserLMPluginError, match="no boundary token"):
         grader.classify_prompt(turn, "shard one", [], "a number")
 
 

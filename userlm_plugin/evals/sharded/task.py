@@ -22,7 +22,7 @@ from ...conversation import simulated_user
 from ...errors import UsageError
 from ...scoring.answers.code import code_scorer, code_stop_when
 from ...scoring.answers.math import math_scorer, math_stop_when
-from ...scoring.answers.modes import SCORING_KEY, ScoringMode
+from ...scoring.answers.modes import DEFAULT_SCORING, SCORING_KEY, ScoringMode
 from ...scoring.answers.runner import RunLimits
 from ...scoring.quality.coverage import shard_coverage
 from .dataset import SINGLE_TURN_SETTINGS, Setting, code_sample, math_sample, template
@@ -63,10 +63,10 @@ def assistant_prompt(kind: Kind) -> str:
 
 LIC_USER_MAX_TOKENS: int | None = None
 """LiC's user LLM call sets no max_tokens (`user_agent.py`); `lic_exact` does the same. `corrected` keeps the
-sharded user's own cap (512), so a runaway reply is retried instead of billed."""
+sharded user's own cap (512), which bounds a runaway reply (a JSON reply cut there fails to parse and is retried)."""
 
 
-def make_simulator(setting: Setting, scoring: ScoringMode = "corrected") -> Any:
+def make_simulator(setting: Setting, scoring: ScoringMode = DEFAULT_SCORING) -> Any:
     """The simulator that plays the user in `setting`."""
     from ...simulators import scripted_user, sharded_user, userlm_user
 
@@ -107,7 +107,7 @@ def sharded_task(kind: Kind, setting: str = "userlm", **args: Any) -> Task:
     if setting in SINGLE_TURN_SETTINGS and turns != 1:
         raise UsageError(f"{name}: -T setting={setting} is single-turn; drop -T max_turns")
     dataset = options.dataset if isinstance(options, CodeOptions) else "lic"
-    scoring: ScoringMode = options.scoring or "corrected"
+    scoring: ScoringMode = options.scoring or DEFAULT_SCORING
     task_meta: dict[str, Any] = {
         "setting": setting,
         "dataset": dataset,

@@ -37,6 +37,7 @@ from inspect_ai.model import GenerateConfig, ResponseSchema, get_model, model_ro
 from inspect_ai.util import json_schema, span
 from pydantic import BaseModel, Field
 
+from ...errors import UserLMPluginError
 from ...simulators._common import parse_json_object, render
 
 GRADER_ROLE = "grader"
@@ -99,7 +100,7 @@ def quote_token(text: str) -> str:
         token = _fresh_token()
         if token not in text:
             return token
-    raise RuntimeError(f"no boundary token absent from the quoted text after {QUOTE_DRAWS} draws")
+    raise UserLMPluginError(f"no boundary token absent from the quoted text after {QUOTE_DRAWS} draws")
 
 
 def classify_prompt(
