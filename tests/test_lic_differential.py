@@ -4,8 +4,8 @@ verdict each mode gives them, so a change in either mode fails a row.
 `lic_exact` must give Lost in Conversation's verdict. Every expected `lic_exact` verdict below was read off LiC's
 code (microsoft/lost_in_conversation at ba6b9a2: `tasks/code/task_code.py` `extract_answer` + `evaluator_function`,
 `tasks/math/task_math.py` `evaluator_function`) and cross-checked by running those functions of LiC themselves on
-the same reply and record (LiC's code is not vendored, so that check is not part of this suite; docs/scoring.md
-says how it was run). `dropped`: LiC's own code raises, and LiC's results hold no such conversation.
+the same reply and record (LiC's code is not vendored, so that check is a script, `scripts/lic_crosscheck.py`,
+not part of this suite). `dropped`: LiC's own code raises, and LiC's results hold no such conversation.
 `corrected` gives the verdict docs/scoring.md documents.
 
 Code rows run the real pipeline (`CodeAnswers(scoring).extract`, then `.grade`: LiC's rename and the isolated
