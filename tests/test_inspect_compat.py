@@ -56,3 +56,22 @@ def test_no_private_inspect_imports_outside_the_shim() -> None:
                 if any(part.startswith("_") for part in node.module.split(".")[1:]):
                     offenders.append(f"{path.relative_to(PACKAGE)}: from {node.module}")
     assert not offenders, offenders
+
+
+def test_ask_user_helpers() -> None:
+    """What our `ask_user` borrows from Inspect's: its schema clean-up, its answer serializer, its InputEvent."""
+    from inspect_ai.log import transcript
+
+    assert compat.normalize_schema_types({"type": "OBJECT", "properties": {"a": {"type": "STRING"}}}) == {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+    }
+    assert compat.to_json_str_safe({"a": 1, "b": "é"}) == '{\n  "a": 1,\n  "b": "é"\n}'
+    from acp.schema import ElicitationSchema
+
+    schema = ElicitationSchema.model_validate({"type": "object", "properties": {"a": {"type": "string"}}})
+    before = len(transcript().events)
+    compat.record_input_event("Which?", schema, "accepted", {"a": "x"})
+    [event] = transcript().events[before:]
+    assert event.event == "input" and event.outcome == "accepted" and event.content == {"a": "x"}
+    assert event.input == "Which?\n  a: x" and [f.name for f in event.fields] == ["a"]

@@ -5,6 +5,7 @@ themselves with Inspect (`userlm/...`, `litellm/...`) through the `inspect_ai` e
 """
 
 from . import _metadata_guard  # noqa: F401  (first: before any registration below computes our registry names)
+from .agents import simulated_ask_user, simulated_continue
 from .conversation import simulated_user
 from .scoring.answers.code import code_scorer, code_stop_when, extract_function
 from .scoring.answers.math import extract_last_number, math_scorer, math_stop_when
@@ -73,6 +74,8 @@ __all__ = [
     "prompted_user",
     "scripted_user",
     "sharded_user",
+    "simulated_ask_user",
+    "simulated_continue",
     "simulated_user",
     "userlm_user",
     "END_CONVERSATION",

@@ -88,6 +88,33 @@ def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
     return _set(*args, **kwargs)
 
 
+def normalize_schema_types(schema: Any) -> Any:
+    """`ask_user`'s own schema clean-up (JSON Schema `type` values lowercased, for providers that send "OBJECT"),
+    so our `ask_user` accepts exactly the schemas Inspect's does (docs/agents.md#the-ask_user-tool)."""
+    from inspect_ai.tool._tools._ask_user import _normalize_schema_types
+
+    return _normalize_schema_types(schema)
+
+
+def to_json_str_safe(value: Any) -> str:
+    """The JSON text Inspect's `ask_user` returns for an accepted answer (its own serializer: indent 2, UTF-8 kept)."""
+    from inspect_ai._util.json import to_json_str_safe as _to_json
+
+    return _to_json(value)
+
+
+def record_input_event(message: str, schema: Any, outcome: str, content: dict[str, Any] | None) -> None:
+    """Write the `InputEvent` Inspect's `request_input` writes once a person answers, so a simulated answer shows in
+    the viewer exactly as a human one (Inspect builds it in a private helper)."""
+    from inspect_ai.util import InputRequest, InputResult
+    from inspect_ai.util._input.request import _record_input_event
+
+    _record_input_event(
+        InputRequest(message=message, schema=schema),
+        InputResult(outcome=outcome, content=content),  # type: ignore[arg-type]
+    )
+
+
 __all__ = [
     "Chain",
     "LocalSandboxEnvironment",
@@ -98,6 +125,8 @@ __all__ = [
     "is_registry_object",
     "load_tasks",
     "model_args_being_created",
+    "normalize_schema_types",
+    "record_input_event",
     "registry_unqualified_name",
     "resolve_task_args",
     "sample_state",
@@ -106,4 +135,5 @@ __all__ = [
     "task_all_params_attr",
     "task_function",
     "task_registered_name",
+    "to_json_str_safe",
 ]

@@ -40,6 +40,8 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, UsageError
 from .recorder import SUMMARY_KEY, ConversationRecorder
+from .sessions import UserSession, bind_session, find_session
+from .simulators.background import intent_with_background
 from .simulators.base import Shard, SimulationContext, Simulator
 from .simulators.presets import load_simulator
 from .turns import StopReason, TurnRecord, UserTurn
@@ -88,6 +90,10 @@ def simulated_user(
         base = context_from_state(state, intent, needs_intent=getattr(sim, "needs_intent", True))
         state.messages = [m for m in state.messages if m.role == "system"]
         record = ConversationRecorder.start(state, sim.name, sim_config, base.intent)
+        # the agent's `ask_user` / `on_continue` reach this same user (docs/agents.md)
+        session = bind_session(
+            UserSession(sim, base, record, state, max_turns=max_turns, owned_by_solver=True)
+        )
         try:
             while True:
                 if record.user_turns >= max_turns:
@@ -109,8 +115,13 @@ def simulated_user(
                 )
                 state = await _assistant_turn(state, generate, assistant)
                 record.assistant_turn()
+                if record.stop_reason is not None:  # the user ended it while the agent ran (on_continue)
+                    break
                 if stop_when is not None and await _check(stop_when, state):
                     record.stop(StopReason.STOP_WHEN)
+                    break
+                if session.agent_talks_back:  # the agent ran the conversation itself and returned
+                    record.stop(StopReason.AGENT_FINISHED)
                     break
         except LimitExceededError as ex:
             record.stop(StopReason.LIMIT, limit=ex.type)
@@ -150,6 +161,9 @@ async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent
     if assistant is None:
         return await generate(state)
     agent_state = AgentState(messages=state.messages)
+    session = find_session(state.store)
+    if session is not None:  # the agent's ask_user sees its conversation as it grows
+        session.agent_state = agent_state
     try:
         async with span(_agent_name(assistant), type="agent"):
             agent_state = await assistant(agent_state)
@@ -157,6 +171,8 @@ async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent
         state.messages = agent_state.messages
         if agent_state.output:
             state.output = agent_state.output
+        if session is not None:
+            session.agent_state = None
     return state
 
 
@@ -174,6 +190,7 @@ def context_from_state(state: TaskState, intent: str | None, needs_intent: bool 
             )
     if intent is not None and (not isinstance(intent, str) or (needs_intent and not intent.strip())):
         raise ConfigError(f"{where}: 'intent' must be a non-empty string, got {intent!r:.200}.")
+    intent = intent_with_background(intent, metadata, where)  # what the user knows (metadata user_background)
     raw_shards = metadata.get("shards") or []
     if not isinstance(raw_shards, list):
         raise ConfigError(

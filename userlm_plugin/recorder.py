@@ -36,6 +36,12 @@ SUMMARY_LINE_KEY = "simulated_user_stop"
 """`state.metadata` key of the same summary as one line of text: a scalar, so the viewer shows it without a click
 and Inspect keeps it in sample summaries (which drop nested metadata)."""
 
+QUESTION_KEY = "question"
+"""Turn-record metadata key of the question an agent asked through `ask_user` (that turn answers it)."""
+
+REPLY_KEY = "user_reply"
+"""Turn-record metadata key of the user's own words when the sent text is a form answer (`ask_user`)."""
+
 PROGRESS_CAPTION = "simulated user turns"
 """Caption of the task display counter that moves with every simulated user turn."""
 
@@ -163,6 +169,10 @@ def turn_markdown(record: TurnRecord) -> str:
     if record.shard_id is not None:
         notes.append(f"reveals shard {record.shard_id}")
     lines = [head + (" · " + " · ".join(notes) if notes else "")]
+    if (question := record.metadata.get(QUESTION_KEY)) is not None:  # an answer to the agent's ask_user
+        lines.append(f"Asked by the agent (`ask_user`): “{_quote(str(question))}”")
+        if (reply := record.metadata.get(REPLY_KEY)) is not None:
+            lines.append(f"The user said: “{_quote(str(reply))}”")
     if record.text is not None:
         lines.append(f"Sent: “{_quote(record.text)}”")
     else:
@@ -172,7 +182,11 @@ def turn_markdown(record: TurnRecord) -> str:
         for i, draft in enumerate(record.rejected, 1):
             why = f"`{draft.reason}`" + (f" ({draft.detail})" if draft.detail else "")
             lines.append(f"{i}. {why}: “{_quote(draft.text, 200)}”")
-    facts = {k: v for k, v in record.metadata.items() if isinstance(v, str | int | float | bool)}
+    facts = {
+        k: v
+        for k, v in record.metadata.items()
+        if isinstance(v, str | int | float | bool) and k not in (QUESTION_KEY, REPLY_KEY)
+    }
     if facts:
         lines.append(" · ".join(f"{k}: `{v}`" for k, v in facts.items()))
     return "\n\n".join(lines)

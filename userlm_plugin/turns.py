@@ -32,6 +32,7 @@ class RejectReason(StrEnum):
     EARLY_END = "early_end"  # ended the conversation before it was allowed to
     ROLE_BREAK = "role_break"  # the simulator answered as an assistant
     BAD_JSON = "bad_json"  # a JSON-returning simulator returned something unparseable
+    INVALID_ANSWER = "invalid_answer"  # an answer to the agent's `ask_user` that does not fit its schema
 
 
 class EndReason(StrEnum):
@@ -52,6 +53,9 @@ class StopReason(StrEnum):
     STOP_WHEN = "stop_when"  # the eval's stop_when(state) check fired (e.g. a correct answer)
     LIMIT = "limit"  # an Inspect limit (message/token/turn/time/cost) aborted the loop
     SIMULATOR_ERROR = "simulator_error"  # the simulator raised
+    AGENT_FINISHED = (
+        "agent_finished"  # an agent that talks back to the user itself (react + simulated_continue) returned
+    )
 
 
 class Rejection(BaseModel):
