@@ -157,3 +157,27 @@ def test_tiny_userlm_plays_the_user_end_to_end(
 def test_wrong_arguments_are_one_line_errors(args: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         agentic_coding_task(**args)
+
+
+def test_the_documented_inspect_evals_wrapping_builds(tmp_path: Path) -> None:
+    """docs/agents.md's `ipi_coding_agent` wrapping, as written, builds a task that keeps the original's dataset,
+    setup, sandbox and limits and runs its agent under the simulated user (running it needs Docker)."""
+    from inspect_ai.util import registry_info
+
+    from userlm_plugin._inspect_compat import chain_steps, load_tasks
+
+    doc = (ROOT / "docs" / "agents.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- tested: tests/test_evals_agentic.py builds this task -->", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    file = tmp_path / "ipi_with_user.py"
+    file.write_text(code, encoding="utf-8")
+    [wrapped] = load_tasks([f"{file}@ipi_coding_agent_with_user"], {})
+
+    from inspect_evals.ipi_coding_agent import ipi_coding_agent
+
+    original = ipi_coding_agent()
+    assert wrapped.name == "ipi_coding_agent+simulated_user"
+    assert len(wrapped.dataset) == len(original.dataset) and wrapped.sandbox == original.sandbox
+    assert wrapped.message_limit == original.message_limit and wrapped.setup is not None
+    steps = [registry_info(s).name for s in chain_steps(wrapped.solver)]
+    assert steps == ["userlm_plugin/set_intent", "userlm_plugin/simulated_user"]

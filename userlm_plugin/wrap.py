@@ -67,7 +67,8 @@ REFUSED_WHY: dict[str, str] = {
     "bypass its answer parsing",
     "self_critique": "it generates again after the answer; the conversation's final answer would be rewritten",
     "basic_agent": "it is an agent loop with its own submit tool; pass the agent as simulated_user(assistant=...)",
-    "react": "it is an agent loop with its own submit tool; pass the agent as simulated_user(assistant=...)",
+    "react": "it is an agent loop with its own submit tool; pass the agent as simulated_user(assistant=...), "
+    "built with on_continue=simulated_continue() (docs/agents.md)",
 }
 """Known solvers we refuse, with the reason given to the user."""
 
