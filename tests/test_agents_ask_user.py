@@ -443,3 +443,48 @@ def test_bad_arguments_fail_when_the_task_is_built() -> None:
 async def test_outside_a_sample_it_says_so() -> None:
     with pytest.raises(ValueError, match="needs a running Inspect sample"):
         await simulated_ask_user("scripted")(message="?", schema=DETAILS)
+
+
+def test_a_simulator_that_fails_mid_question_stops_the_conversation(tmp_path: Path) -> None:
+    def reply(messages: list[ChatMessage], n: int) -> str:
+        if n == 1:
+            return "Please unlock my account."
+        raise RuntimeError("user model crashed")
+
+    task = Task(
+        dataset=[Sample(id="q", input="-", metadata={"intent": INTENT})],
+        solver=[use_tools(simulated_ask_user()), simulated_user("prompted", max_turns=3)],
+    )
+    user = ScriptedModel(reply)
+    [log] = eval(
+        task,
+        model=asker(ACCOUNT).model(),
+        model_roles={"user": user.model()},
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    sample = log.samples[0]
+    assert sample.error is not None and "user model crashed" in sample.error.message
+    assert conversation_from_store(sample.store).stop_reason == "simulator_error"
+
+
+def test_json_answers_cannot_smuggle_other_types() -> None:
+    form = parse_question(
+        "?",
+        {
+            "type": "object",
+            "properties": {
+                "n": {"type": "integer"},
+                "ok": {"type": "boolean"},
+                "tags": {"type": "array", "items": {"type": "string", "enum": ["a"]}},
+            },
+        },
+    )
+    assert fill_form('{"n": true}', form)[1] == "n: True is not of type 'integer'"
+    assert fill_form('{"ok": "yes"}', form)[1] == "ok: 'yes' is not of type 'boolean'"
+    assert fill_form('{"tags": ["a", "b"]}', form)[1] == "tags.1: 'b' is not one of ['a']"
+    assert fill_form('{"tags": ["a", "a"]}', form) == (
+        {"tags": ["a"]},
+        None,
+    )  # kept once, as Inspect's forms do
+    assert fill_form('{"n": 2.5}', form)[1] == "n: 2.5 is not of type 'integer'"

@@ -181,3 +181,41 @@ def test_the_documented_inspect_evals_wrapping_builds(tmp_path: Path) -> None:
     assert wrapped.message_limit == original.message_limit and wrapped.setup is not None
     steps = [registry_info(s).name for s in chain_steps(wrapped.solver)]
     assert steps == ["userlm_plugin/set_intent", "userlm_plugin/simulated_user"]
+
+
+def test_the_python_tool_runs_confined_and_reports_like_inspects(tmp_path: Path, monkeypatch) -> None:
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+    from inspect_ai.solver import solver
+
+    from userlm_plugin.evals.agentic.tools import confined_python
+
+    monkeypatch.setenv("AGENTIC_TEST_SECRET", "s3cret")
+    programs = {
+        "prints": "import sys\nprint('out')\nprint('err', file=sys.stderr)",
+        "raises": "raise ValueError('boom')",
+        "environment": "import os\nprint(os.environ.get('AGENTIC_TEST_SECRET'))",
+        "loops": "while True:\n    pass",
+    }
+
+    @solver
+    def probe():
+        async def solve(state, generate):
+            tool = confined_python(timeout=2)
+            for name, code in programs.items():
+                state.metadata[name] = await tool(code=code)
+            return state
+
+        return solve
+
+    [log] = eval(
+        Task(dataset=[Sample(input="-")], solver=probe(), sandbox="local"),
+        model="mockllm/model",
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    out = log.samples[0].metadata
+    assert out["prints"] == "err\n\nout\n"  # Inspect's python(): stderr, a newline, stdout
+    assert "ValueError: boom" in out["raises"] and "Traceback" in out["raises"]
+    assert out["environment"] == "None\n"  # the eval's environment stays out of the agent's code
+    assert "timed out after 2s" in out["loops"]
