@@ -488,3 +488,20 @@ def test_json_answers_cannot_smuggle_other_types() -> None:
         None,
     )  # kept once, as Inspect's forms do
     assert fill_form('{"n": 2.5}', form)[1] == "n: 2.5 is not of type 'integer'"
+
+
+def test_without_the_solver_the_tool_starts_the_simulated_user(tmp_path: Path) -> None:
+    """An agent run by plain `generate` (no simulated_user): the first question starts the sample's simulated
+    user from the tool's own simulator, with the sample's metadata."""
+    from inspect_ai.solver import generate
+
+    task = Task(
+        dataset=[Sample(id="q", input="Please unlock my account.", metadata={"turns": ["It is 7341."]})],
+        solver=[use_tools(simulated_ask_user("scripted", max_turns=2)), generate()],
+    )
+    [log] = eval(task, model=asker(ACCOUNT).model(), display="none", log_dir=str(tmp_path))
+    sample = log.samples[0]
+    assert json.loads(tool_message(sample).text) == {"account": 7341}
+    conv = conversation_from_store(sample.store)
+    assert conv.simulator == "scripted" and conv.user_turns == 1 and conv.turns[0].metadata["question"]
+    assert sample.metadata["simulated_user"]["simulator"] == "scripted"

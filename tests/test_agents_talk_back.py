@@ -186,3 +186,21 @@ def test_the_user_remembers_what_it_answered_through_ask_user(tmp_path: Path) ->
         ("assistant", "Ana Haddad"),
         ("user", "To unlock it I need your account number. What is it?"),
     ]
+
+
+def test_finished_samples_leave_no_session_behind(tmp_path: Path) -> None:
+    import gc
+
+    from userlm_plugin.sessions import open_sessions
+
+    inner = react(tools=[simulated_ask_user()], on_continue=simulated_continue())
+    for _ in range(2):
+        run(
+            tmp_path,
+            simulated_user("scripted", max_turns=5, assistant=inner),
+            account_agent(True),
+            ["a", "b", "7341"],
+        )
+        run(tmp_path, react(tools=[], on_continue=simulated_continue("scripted")), account_agent(), ["7341"])
+    gc.collect()
+    assert open_sessions() == 0

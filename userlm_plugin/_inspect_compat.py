@@ -88,6 +88,14 @@ def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
     return _set(*args, **kwargs)
 
 
+def sample_active() -> Any | None:
+    """Inspect's record of the sample running in this context (`ActiveSample`), else None: one object per running
+    sample, dropped when it ends, so what hangs off it weakly lives exactly as long as the sample."""
+    from inspect_ai.log._samples import sample_active as _active
+
+    return _active()
+
+
 def normalize_schema_types(schema: Any) -> Any:
     """`ask_user`'s own schema clean-up (JSON Schema `type` values lowercased, for providers that send "OBJECT"),
     so our `ask_user` accepts exactly the schemas Inspect's does (docs/agents.md#the-ask_user-tool)."""
@@ -129,6 +137,7 @@ __all__ = [
     "record_input_event",
     "registry_unqualified_name",
     "resolve_task_args",
+    "sample_active",
     "sample_state",
     "set_active_model_event_call",
     "set_task_display_name",

@@ -6,8 +6,9 @@ conversation record, one turn count and one simulator, or the log would hold two
 they are the only one. A `UserSession` is that shared piece: the solver binds one when it starts, and the agent
 tools find it (or, when an agent runs without the solver, open one themselves).
 
-Sessions are found through the sample's `Store` (the one object Inspect hands every solver, agent and tool of a
-sample, through `inspect_ai.util.store()`), held weakly, so a finished sample leaves nothing behind.
+Sessions are found through the running sample and its `Store` (the one object Inspect hands every solver, agent
+and tool of a sample, through `inspect_ai.util.store()`), and dropped when the sample ends, so a finished sample
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -73,20 +74,42 @@ class UserSession:
             raise
 
 
-_sessions: dict[int, tuple[weakref.ref[Store], UserSession]] = {}
+_sessions: dict[tuple[int, int], tuple[weakref.ref[Any], UserSession]] = {}
+"""Sessions by (running sample, store). The session holds its sample's state and store, so the store cannot be
+what frees it; the running sample (Inspect's `ActiveSample`, which nothing of ours references) is held weakly
+instead, and its end removes the session."""
+
+
+def _key(store: Store | Any) -> tuple[Any, tuple[int, int]]:
+    from ._inspect_compat import sample_active
+
+    sample = sample_active()
+    return sample, (id(sample), id(store))
 
 
 def bind_session(session: UserSession) -> UserSession:
     """Make `session` the simulated user of its sample (replacing any earlier one)."""
-    store = session.state.store
-    key = id(store)
-    _sessions[key] = (weakref.ref(store, lambda _ref: _sessions.pop(key, None)), session)
+    sample, key = _key(session.state.store)
+    if sample is None:
+        raise RuntimeError("a simulated user session needs a running Inspect sample")
+    _sessions[key] = (weakref.ref(sample, lambda _ref: _forget(key[0])), session)
     return session
 
 
 def find_session(store: Store | Any) -> UserSession | None:
-    """The session bound to the sample that owns `store`, else None."""
-    entry = _sessions.get(id(store))
-    if entry is None or entry[0]() is not store:
+    """The session bound to the running sample that owns `store`, else None."""
+    sample, key = _key(store)
+    entry = _sessions.get(key)
+    if sample is None or entry is None or entry[0]() is not sample:
         return None
     return entry[1]
+
+
+def _forget(sample_id: int) -> None:
+    for key in [k for k in _sessions if k[0] == sample_id]:
+        _sessions.pop(key, None)
+
+
+def open_sessions() -> int:
+    """Sessions still held (for tests: none once the samples that opened them are over)."""
+    return len(_sessions)

@@ -42,7 +42,7 @@ ASK_USER_SOURCE = "simulated_user/ask_user"
 
 
 class Answer(BaseModel):
-    """How one question ended (kept in the turn record's metadata under `ask_user`)."""
+    """How one question ended (the turn record keeps it under `metadata.ask_user`)."""
 
     outcome: str
     """`accepted` or `declined` (Inspect's `InputOutcome`; a simulated user never cancels)."""
@@ -51,11 +51,16 @@ class Answer(BaseModel):
     """The user's own words that gave the answer (or the refusal)."""
     reason: str | None = None
     """Why a question was declined: `refused`, `user_ended`, `no_valid_answer`, `max_turns`."""
+    end_reason: str | None = None
+    """How the user ended the conversation instead of answering (`user_ended`)."""
     attempts: int = 0
     shard_id: int | None = None
     guardrails_exhausted: bool = False
     """The simulator's own guardrails gave up on the draft that answered (userlm, prompted)."""
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    rejected: list[Rejection] = Field(default_factory=list, exclude=True)
+    """Every reply thrown away on the way, the simulator's own guardrail rejections included."""
+    facts: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    """What the simulator reported about its calls (model, seed, ...)."""
 
 
 def simulated_ask_user(simulator: Any = None, max_retries: int = 2, max_turns: int | None = None) -> Tool:
@@ -109,22 +114,20 @@ async def ask(session: UserSession, question: Question, max_retries: int) -> Ans
         return Answer(outcome="declined", reason="max_turns")
     index = session.next_index()
     async with session.record.turn_span(index):
-        answer, rejected, facts = await _answer(session, question, index, max_retries)
-        text = DECLINED if answer.outcome == "declined" else _json(answer.content)
+        answer = await _answer(session, question, index, max_retries)
         metadata = {
-            **facts,
+            **answer.facts,
             QUESTION_KEY: question.message,
             REPLY_KEY: answer.reply,
-            "ask_user": answer.model_dump(exclude={"metadata"}, exclude_none=True)
-            | {"schema": question.json_schema, **answer.metadata},
+            "ask_user": answer.model_dump(exclude_none=True) | {"schema": question.json_schema},
         }
         session.record.user_turn(
             TurnRecord(
                 index=index,
                 simulator=session.simulator.name,
-                text=text,
+                text=_json(answer.content) if answer.outcome == "accepted" else DECLINED,
                 shard_id=answer.shard_id,
-                rejected=rejected,
+                rejected=answer.rejected,
                 retries=max(answer.attempts - 1, 0),
                 guardrails_exhausted=answer.guardrails_exhausted,
                 metadata={k: v for k, v in metadata.items() if v is not None},
@@ -134,51 +137,45 @@ async def ask(session: UserSession, question: Question, max_retries: int) -> Ans
     return answer
 
 
-async def _answer(
-    session: UserSession, question: Question, index: int, max_retries: int
-) -> tuple[Answer, list[Rejection], dict[str, Any]]:
+async def _answer(session: UserSession, question: Question, index: int, max_retries: int) -> Answer:
     """Draft, read and validate replies until one fits, the user refuses or ends, or the retries run out."""
     messages: list[ChatMessage] = [
         *session.conversation(),
         ChatMessageAssistant(content=render_question(question)),
     ]
-    rejected: list[Rejection] = []
-    facts: dict[str, Any] = {}
+    seen = Answer(outcome="declined")  # what every draft so far left: rejections and call facts
     for attempt in range(1, max_retries + 2):
         turn = await session.draft(messages, index)
-        rejected.extend(turn.rejected)  # the simulator's own guardrail rejections (userlm, prompted)
-        facts.update(turn.metadata)
+        seen.rejected.extend(turn.rejected)  # the simulator's own guardrail rejections (userlm, prompted)
+        seen.facts.update(turn.metadata)
+        done = {"attempts": attempt, "rejected": seen.rejected, "facts": seen.facts}
         if turn.ended:
-            reason = {"user_ended": str(turn.end_reason)}
-            return (
-                Answer(outcome="declined", reason="user_ended", attempts=attempt, metadata=reason),
-                rejected,
-                facts,
-            )
+            return Answer(outcome="declined", reason="user_ended", end_reason=str(turn.end_reason), **done)
         reply = (turn.text or "").strip()
         if is_decline(reply):
-            return (
-                Answer(outcome="declined", reason="refused", reply=reply, attempts=attempt),
-                rejected,
-                facts,
-            )
+            return Answer(outcome="declined", reason="refused", reply=reply, **done)
         content, error = fill_form(reply, question)
         if content is not None:
-            answer = Answer(
+            return Answer(
                 outcome="accepted",
                 content=content,
                 reply=reply,
-                attempts=attempt,
                 shard_id=turn.shard_id,
                 guardrails_exhausted=turn.guardrails_exhausted,
+                **done,
             )
-            return answer, rejected, facts
-        rejected.append(Rejection(text=reply, reason=RejectReason.INVALID_ANSWER, detail=error))
+        seen.rejected.append(Rejection(text=reply, reason=RejectReason.INVALID_ANSWER, detail=error))
         messages += [
             ChatMessageUser(content=reply),
             ChatMessageAssistant(content=render_retry(question, error or "")),
         ]
-    return Answer(outcome="declined", reason="no_valid_answer", attempts=max_retries + 1), rejected, facts
+    return Answer(
+        outcome="declined",
+        reason="no_valid_answer",
+        attempts=max_retries + 1,
+        rejected=seen.rejected,
+        facts=seen.facts,
+    )
 
 
 def _json(content: dict[str, Any] | None) -> str:
