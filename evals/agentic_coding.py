@@ -14,6 +14,7 @@ a Python tool, the shards known only to the simulated user (docs/agents.md#the-a
     ask_retries       ask_user questions asked again after an answer that does not fit (default 2)
     tool_timeout      seconds per python tool call (default 30)
     sandbox           local (default) | docker
+    scoring           corrected (default) | lic_exact: the coding eval's scoring modes (docs/scoring.md)
     on_invalid        skip (default) | fail, for malformed LiC records
     timeout_per_test  seconds per test when grading (LiC: 6)
 Use Inspect's own --limit, --epochs (default 10), --message-limit (default 100) and --sample-shuffle.

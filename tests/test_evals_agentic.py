@@ -107,6 +107,7 @@ def test_scripted_user_agent_asks_tests_and_submits(tmp_path: Path) -> None:
 
     score = sample.scores["code_scorer"]
     assert score.value["correct"] == 1.0 and score.metadata["stop_reason"] == "stop_when"
+    assert score.metadata["scoring"] == "corrected"
     conv = conversation_from_store(sample.store)
     assert conv.stop_reason == StopReason.STOP_WHEN and conv.revealed_shards == [1, 2, 3]
     assert [t.text for t in conv.turns][0] == "write a python function that adds stuff"
@@ -122,6 +123,12 @@ def test_scripted_user_agent_asks_tests_and_submits(tmp_path: Path) -> None:
     first_input = "\n".join(m.text for m in agent.inputs[0])
     assert "two integers" not in first_input and "sum" not in first_input
     assert_every_question_and_answer_is_in_the_transcript(sample)
+
+
+def test_lic_exact_scoring_grades_the_submission_too(tmp_path: Path) -> None:
+    sample = run(tmp_path, ScriptedModel(careful_agent), setting="scripted", scoring="lic_exact")
+    score = sample.scores["code_scorer"]
+    assert score.value["correct"] == 1.0 and score.metadata["scoring"] == "lic_exact"
 
 
 def test_tiny_userlm_plays_the_user_end_to_end(

@@ -23,6 +23,7 @@ from ...agents import simulated_ask_user, simulated_continue
 from ...conversation import simulated_user
 from ...errors import UsageError
 from ...scoring.answers.code import code_scorer, code_stop_when
+from ...scoring.answers.modes import DEFAULT_SCORING, SCORING_KEY, ScoringMode
 from ...scoring.answers.runner import RunLimits
 from ...scoring.quality.coverage import shard_coverage
 from ..sharded.dataset import code_sample, template
@@ -110,24 +111,26 @@ def agentic_coding_task(setting: str = "sharded", **args: Any) -> Task:
     options = parse_options(TASK_NAME, AgenticOptions, {"setting": setting, **args})
     assert isinstance(options, AgenticOptions)
     turns = options.max_turns or DEFAULT_MAX_TURNS[options.setting]
+    scoring: ScoringMode = options.scoring or DEFAULT_SCORING
     task_meta: dict[str, Any] = {
         "setting": options.setting,
         "dataset": options.dataset,
+        SCORING_KEY: scoring,
         "max_turns": turns,
         "agent": "react(python, ask_user, submit; on_continue=simulated user)",
         "assistant_config": ASSISTANT_CONFIG.model_dump(exclude_none=True),
     }
     samples = _samples(options, task_meta)
     limits = RunLimits(timeout_per_test_s=options.timeout_per_test)
-    scorers: list[Scorer] = [code_scorer(timeout_per_test=options.timeout_per_test)]
+    scorers: list[Scorer] = [code_scorer(timeout_per_test=options.timeout_per_test, scoring=scoring)]
     if options.dataset == "lic":
         scorers.append(shard_coverage())
     return Task(
         dataset=MemoryDataset(samples, name=f"code_{options.dataset}"),
         solver=simulated_user(
-            simulator=make_simulator(options.setting),
+            simulator=make_simulator(options.setting, scoring),
             max_turns=turns,
-            stop_when=code_stop_when(limits),
+            stop_when=code_stop_when(limits, scoring=scoring),
             assistant=coding_agent(options),
         ),
         scorer=scorers,
@@ -136,6 +139,6 @@ def agentic_coding_task(setting: str = "sharded", **args: Any) -> Task:
         config=ASSISTANT_CONFIG,
         message_limit=MESSAGE_LIMIT,
         metadata=task_meta,
-        display_name=f"{TASK_NAME} ({options.setting})",
-        tags=["code", "agentic", options.setting, options.dataset],
+        display_name=f"{TASK_NAME} ({options.setting}, {scoring})",
+        tags=["code", "agentic", options.setting, options.dataset, scoring],
     )
