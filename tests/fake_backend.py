@@ -16,9 +16,14 @@ from userlm_plugin.runtime.types import Draft, DraftRequest
 
 
 def scripted_draft(
-    text: str, *, end_logprob: float | None = None, finish: Literal["stop", "max_tokens"] = "stop"
+    text: str,
+    *,
+    end_logprob: float | None = None,
+    finish: Literal["stop", "max_tokens"] = "stop",
+    ended: bool = False,
 ) -> Draft:
-    """A `Draft` whose decoded text is `text` (UserLM's leading newline included by the caller if wanted)."""
+    """A `Draft` whose decoded text is `text` (UserLM's leading newline included by the caller if wanted).
+    `ended`: the end token's id followed `text` (a text that merely spells `<|endconversation|>` is not an end)."""
     words = max(len(text.split()), 1)
     return Draft(
         text=text,
@@ -33,6 +38,7 @@ def scripted_draft(
         queued_s=0.0,
         generate_s=0.0,
         end_logprob=end_logprob,
+        ended=ended,
     )
 
 

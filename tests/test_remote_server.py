@@ -213,13 +213,21 @@ async def test_end_logprob_is_the_raw_value_from_the_servers_logprobs(
     llama_server: LlamaServer, smollm2_tokenizer: Path
 ) -> None:
     """With "I" standing in for the end token: banned, it is never drawn, yet its log-probability at the first
-    content position is the one the unbanned (greedy, so drawn) run reports: read before the ban."""
+    content position is the one the unbanned (greedy, so drawn) run reports: read before the ban. Unbanned, the
+    drawn token ends the turn, known from the server's own token strings (docs/serving.md "Which end a server
+    drew")."""
     args = {"end_token": "I", "first_token_filter": False, "min_words": 0, "end_logprobs": 5}
     banned = remote(llama_server, smollm2_tokenizer, **args)
     allowed = remote(llama_server, smollm2_tokenizer, min_turns_before_end=0, **args)
     out_banned, meta_banned, call = await turn(banned, temperature=0, seed=1)
-    out_allowed, meta_allowed, _ = await turn(allowed, temperature=0, seed=1)
-    assert meta_allowed["first_token"] == "I" and meta_banned["first_token"] != "I"
+    out_allowed, meta_allowed, call_allowed = await turn(allowed, temperature=0, seed=1)
+    assert meta_allowed["end_reason"] == "end_token" and out_allowed.completion == ""
+    allowed_draft = call_allowed.response["attempts"][0]
+    assert (
+        allowed_draft["http_calls"][0]["end_token_at"] == 0
+        and "token strings" in allowed_draft["end_detection"]
+    )
+    assert meta_banned["first_token"] != "I" and meta_banned["end_reason"] is None
     assert meta_banned["end_logprob"] == pytest.approx(meta_allowed["end_logprob"], abs=0.05)
     assert -1.0 < meta_banned["end_logprob"] < 0  # "I" is SmolLM2's likeliest opener here
     first = call.response["attempts"][0]["http_calls"][0]

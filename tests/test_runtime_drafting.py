@@ -12,7 +12,7 @@ from fake_backend import FakeBackend, scripted_draft, userlm_with_backend
 from inspect_ai.model import ChatMessageAssistant, ChatMessageSystem, ChatMessageUser, GenerateConfig
 
 from userlm_plugin.simulators.userlm import turn_from_output
-from userlm_plugin.turns import END_CONVERSATION, USERLM_METADATA_KEY, EndReason, RejectReason
+from userlm_plugin.turns import USERLM_METADATA_KEY, EndReason, RejectReason
 
 INTENT = "You are a user chatting with an assistant language model to get a regex for json keys"
 GOOD = "\ncan you make it match nested keys too"
@@ -101,7 +101,7 @@ async def test_rule_off_asks_nothing_extra_but_keeps_a_reported_value(tiny_userl
 
 
 async def test_a_sampled_end_token_still_ends_when_allowed(tiny_userlm_dir) -> None:
-    drafts = [scripted_draft("\n" + END_CONVERSATION, end_logprob=math.log(0.05))]
+    drafts = [scripted_draft("\n", ended=True, end_logprob=math.log(0.05))]
     output, _, _ = await turn(tiny_userlm_dir, drafts, 1, end_threshold=0.5, min_turns_before_end=1)
     assert md(output)["end_reason"] == EndReason.END_TOKEN  # below the threshold, but drawn and allowed
 

@@ -21,7 +21,7 @@ from userlm_plugin.runtime.guardrails import (
     first_token_ban_sequences,
     whitespace_token_ids,
 )
-from userlm_plugin.runtime.template import conversation_from_messages, parse_turn, render_prompt
+from userlm_plugin.runtime.template import WORD_JOINER, conversation_from_messages, parse_turn, render_prompt
 from userlm_plugin.turns import END_CONVERSATION, EndReason, Rejection, RejectReason
 
 PAPER_PROMPT = (  # docs/userlm.md#the-chat-template-contract
@@ -85,9 +85,19 @@ def test_bad_intent_is_a_clear_error(messages, match) -> None:
 def test_parse_turn() -> None:
     assert parse_turn("\nmake it faster please") == parse_turn("make it faster please")
     assert parse_turn("\nmake it faster").end_reason is None
-    ended = parse_turn("\nthanks!" + END_CONVERSATION + "assistant\nYou're welcome")
+    ended = parse_turn("\nthanks!", ended=True)  # the backend drew the end token's id after "thanks!"
     assert (ended.text, ended.end_reason, ended.text_before_end) == ("", EndReason.END_TOKEN, "thanks!")
     assert parse_turn("\n  \n").end_reason == EndReason.EMPTY_TURN
+    # the end string spelled in ordinary tokens is text: not an end, flagged, and defused in what is returned
+    spelled = parse_turn("\nthanks!" + END_CONVERSATION + "assistant\nYou're welcome")
+    assert spelled.end_reason is None and spelled.spelled_end and spelled.text_before_end == "thanks!"
+    assert END_CONVERSATION not in spelled.text and spelled.text.replace(WORD_JOINER, "").startswith(
+        "thanks!" + END_CONVERSATION
+    )
+    assert parse_turn(END_CONVERSATION.upper()).spelled_end is False  # another case: not the end string...
+    assert (
+        END_CONVERSATION.upper() not in parse_turn(END_CONVERSATION.upper()).text
+    )  # ...but defused all the same
 
 
 def test_guardrail_config_defaults_are_the_papers() -> None:

@@ -11,6 +11,9 @@ What it adds for the runtime tests:
   pushes ``<|eot_id|>``. This is how a random 2-layer model "repeats the intent" or "says a short sentence".
 * ``newline_first``: the template ends at ``<|end_header_id|>`` (no newline), and, like UserLM, the model
   wants to open its turn with ``\\n`` first: the first-token guardrail must act on the token *after* it.
+* ``spelled_end``: the BPE also learns ``<|endconversation|>`` as ordinary text (``<|``, ``endconversation``,
+  ``|>``), so a script can make the model *spell* the end string in ordinary tokens, the way UserLM-8b can with
+  14 of its own; script sentences are always encoded as text (an added-token string in one stays characters).
 
 Every token without a script channel gets a constant filler channel instead, so all embeddings have the same
 norm and the biases stay calibrated in nats.
@@ -102,11 +105,12 @@ def synthetic_corpus(n_lines: int = 500, seed: int = 0) -> list[str]:
 
 
 def build_tokenizer(
-    flavour: str = "userlm", chat_template: bool = True, end_token: bool = True
+    flavour: str = "userlm", chat_template: bool = True, end_token: bool = True, spelled_end: bool = False
 ) -> PreTrainedTokenizerFast:
     """Byte-level BPE in Llama-3's layout (BPE ids first, then the special tokens).
 
-    ``end_token=False`` leaves ``<|endconversation|>`` out: a base model's vocabulary (the training tests add it)."""
+    ``end_token=False`` leaves ``<|endconversation|>`` out: a base model's vocabulary (the training tests add it).
+    ``spelled_end=True``: the BPE learns the end string's characters as ordinary tokens (module docstring)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     tok = Tokenizer(models.BPE())
@@ -123,7 +127,8 @@ def build_tokenizer(
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(synthetic_corpus(), trainer=trainer)
+    corpus = synthetic_corpus() + ([END_CONV] * 200 if spelled_end else [])
+    tok.train_from_iterator(corpus, trainer=trainer)
     userlm = flavour == "userlm"
     tok.add_special_tokens(
         [
@@ -231,7 +236,7 @@ def build_model(
         head[newline_id, chan(tokenizer.convert_tokens_to_ids(END_HEADER))] = newline_first / scale
     used: set[int] = set()
     for sentence, start_bias in (scripts or {}).items():
-        ids = tokenizer.encode(sentence, add_special_tokens=False)
+        ids = plain_ids(tokenizer, sentence)
         if used & set(ids) or len(set(ids)) != len(ids):
             raise ValueError(f"script {sentence!r}: tokens must be distinct within and across scripts")
         used |= set(ids)
@@ -252,6 +257,13 @@ def build_model(
     return model.eval()
 
 
+def plain_ids(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
+    """`text` as ordinary tokens: no added token (``<|endconversation|>`` included) is matched."""
+    from userlm_plugin.runtime.prompt_encoding import encode_as_text
+
+    return encode_as_text(tokenizer, text)
+
+
 def build_tiny_userlm(
     out_dir: str | Path,
     *,
@@ -261,11 +273,14 @@ def build_tiny_userlm(
     newline_first: float | None = 8.0,
     chat_template: bool = True,
     end_token: bool = True,
+    spelled_end: bool = False,
     seed: int = 0,
 ) -> Path:
     """Build tokenizer + model and save both to `out_dir`, ready for `from_pretrained(local_files_only=True)`."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(flavour=flavour, chat_template=chat_template, end_token=end_token)
+    tokenizer = build_tokenizer(
+        flavour=flavour, chat_template=chat_template, end_token=end_token, spelled_end=spelled_end
+    )
     model = build_model(
         tokenizer,
         flavour=flavour,

@@ -19,6 +19,11 @@ nor before `min_turns_before_end` user turns when that is set (`GuardrailConfig.
 ban still applies to the sampled text, so a turn either ends by the rule or is an ordinary turn
 (docs/termination.md; remote servers: docs/serving.md).
 
+The end of a conversation is a token, not a string (docs/termination.md "The end is a token"): a draft ends when
+the backend generated the end token's id (`Draft.ended`). Text that spells `<|endconversation|>` in ordinary
+tokens is text; while ending is banned it is rejected like any other end attempt (`early_end`), and the returned
+turn never ends the conversation while ending is banned, retries exhausted or not (`_fallback`).
+
 Every draft becomes an `Attempt` (typed), so the provider can log all of them and tests can read them.
 """
 
@@ -32,7 +37,7 @@ from typing import Any, Literal
 
 from ..turns import EndReason, Rejection, RejectReason
 from .guardrails import DraftContext, GuardrailConfig, best_rejected, check_draft, word_count
-from .template import parse_turn
+from .template import defuse_end, parse_turn
 from .types import Draft, DraftRequest, GenerationBackend
 
 
@@ -56,6 +61,9 @@ class TurnPlan:
     user_turns_in_input: int = 0
     server_prompt: str | None = None
     """The prompt for servers that re-tokenize text (`DraftRequest.server_prompt`); None: `prompt` itself."""
+    no_end_bans: Sequence[Sequence[int]] = ()
+    """Token sequences banned as the first content token(s) of the last-resort draft (`_fallback`): the stop
+    tokens, the end token and the first ordinary token of the spelled end string, so that draft cannot be an end."""
 
 
 @dataclass
@@ -79,6 +87,8 @@ class Attempt:
     queued_s: float
     generate_s: float
     end_logprob: float | None = None
+    output_tokens: int = 0
+    """Output tokens billed for this draft (`Draft.output_tokens`)."""
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_log(self) -> dict[str, Any]:
@@ -109,6 +119,9 @@ class TurnResult:
     """True when every draft was rejected and the least bad one was returned."""
     input_tokens: int = 0
     output_tokens: int = 0
+    """Summed over every draft (what the turn cost)."""
+    turn_output_tokens: int = 0
+    """Output tokens of the draft the turn came from (`serve`'s `usage.completion_tokens`)."""
     end_logprob: float | None = None
     """log P(end) of the first draft (the model's own, unconditioned view of whether to end here)."""
     ended_by_threshold: bool = False
@@ -124,17 +137,27 @@ class _Usage:
         return draft
 
 
-def _judge(text: str, plan: TurnPlan) -> tuple[Any, Rejection | None]:
+def _judge(draft: Draft, plan: TurnPlan) -> tuple[Any, Rejection | None]:
     """Parse a draft and decide: (parsed turn, None when accepted else the rejection)."""
-    parsed = parse_turn(text)
+    parsed = parse_turn(draft.text, ended=draft.ended)
+    why = (
+        f"with {plan.user_turns_in_input} user turn(s) in the input; "
+        f"min_turns_before_end={plan.guard.min_turns_before_end}"
+    )
     if parsed.end_reason is not None:
         if plan.end_allowed:
             return parsed, None
         return parsed, Rejection(
             text=parsed.text_before_end or "",
             reason=RejectReason.EARLY_END,
-            detail=f"{parsed.end_reason.value} with {plan.user_turns_in_input} user turn(s) in the input; "
-            f"min_turns_before_end={plan.guard.min_turns_before_end}",
+            detail=f"{parsed.end_reason.value} {why}",
+        )
+    if parsed.spelled_end and not plan.end_allowed:
+        # not the end token, but an attempt to end all the same: rejected, never returned as an end
+        return parsed, Rejection(
+            text=parsed.text_before_end or "",
+            reason=RejectReason.EARLY_END,
+            detail=f"the end string spelled in ordinary tokens (not the end token) {why}",
         )
     return parsed, check_draft(parsed.text, plan.context, plan.guard)
 
@@ -153,8 +176,10 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
 
     def result(text: str, end_reason: EndReason | None, last: Draft | Attempt, **facts: Any) -> TurnResult:
         """The turn, with what every outcome shares (rejections, attempts, usage, the first draft's P(end))."""
+        if end_reason is not None and not plan.end_allowed and end_reason is not EndReason.END_THRESHOLD:
+            raise AssertionError("drafting returned an end while ending is banned")  # _fallback's contract
         return TurnResult(
-            text="" if end_reason is not None else text,
+            text="" if end_reason is not None else defuse_end(text),
             end_reason=end_reason,
             finish=last.finish,
             first_token=last.first_token,
@@ -164,6 +189,7 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
             exhausted=facts.pop("exhausted", False),
             input_tokens=usage.input,
             output_tokens=usage.output,
+            turn_output_tokens=last.output_tokens,
             end_logprob=first_end_logprob,
             **facts,
         )
@@ -183,7 +209,7 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
         )
         draft = usage.add(await backend.draft(row))
         cut = draft.finish == "max_tokens" and budget < plan.max_tokens
-        if cut and word_count(parse_turn(draft.text).text) <= guard.max_words:
+        if cut and word_count(parse_turn(draft.text, ended=draft.ended).text) <= guard.max_words:
             # the budget may have cut a turn that is still short enough: draft it in full (same seed: the same
             # tokens, continued), so the result is what an uncut draft would have been
             row = dataclasses.replace(row, max_new_tokens=plan.max_tokens)
@@ -196,7 +222,7 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
                 _attempt(index, row, draft, None, "accepted: end probability over end_threshold", cut)
             )
             return result("", EndReason.END_THRESHOLD, draft, ended_by_threshold=True)
-        parsed, rejection = _judge(draft.text, plan)
+        parsed, rejection = _judge(draft, plan)
         decision = "accepted" if rejection is None else f"rejected: {rejection.reason.value}"
         attempt = _attempt(index, row, draft, parsed, decision, cut, rejection)
         attempts.append(attempt)
@@ -210,15 +236,48 @@ async def draft_turn(backend: GenerationBackend, plan: TurnPlan) -> TurnResult:
     # every draft failed: return the least bad one, flagged
     best = best_rejected(rejected, guard)
     attempt, row, cut = rejected_rows[best]
+    if rejected[best].reason is RejectReason.EARLY_END:
+        # every draft tried to end (an allowed end is accepted): never return an end while ending is banned
+        if rejected[best].text:
+            attempt.decision += " (returned: retries exhausted; the text before its end)"
+            return result(rejected.pop(best).text, None, attempt, exhausted=True)
+        last = usage.add(await backend.draft(_no_end_row(plan)))
+        parsed = parse_turn(last.text, ended=last.ended)
+        # cut before an end it writes later; a spelled end with nothing before it is returned as the text it is
+        text = parsed.text_before_end or parsed.text
+        decision = (
+            "returned: retries exhausted, every draft an end attempt; drawn with the end token, the stop tokens "
+            "and the spelled end string banned at its first content position"
+        )
+        attempts.append(_attempt(len(attempts), _no_end_row(plan), last, parsed, decision, False))
+        return result(text, None, last, exhausted=True)
     attempt.decision += " (returned: retries exhausted)"
     del rejected[best]
-    if not cut:  # all early ends: the least bad draft is an end
-        return result(attempt.text, attempt.end_reason, attempt, exhausted=True)
+    if not cut:
+        return result(attempt.text, None, attempt, exhausted=True)
     # return the whole draft, not the part the length budget let through
     full = usage.add(await backend.draft(dataclasses.replace(row, max_new_tokens=plan.max_tokens)))
-    whole = parse_turn(full.text)  # an end token past the budget keeps the text before it
-    text = whole.text if whole.end_reason is None else (whole.text_before_end or attempt.text)
+    whole = parse_turn(full.text, ended=full.ended)  # an end past the budget keeps the text before it
+    ends = whole.end_reason is not None or (whole.spelled_end and not plan.end_allowed)
+    text = whole.text if not ends else (whole.text_before_end or attempt.text)
     return result(text, None, full, exhausted=True)
+
+
+def _no_end_row(plan: TurnPlan) -> DraftRequest:
+    """The last-resort draft when every draft tried to end while ending is banned: the stop tokens, the end token
+    and the spelled end string's first token banned at the first content position (`TurnPlan.no_end_bans`), so it
+    is neither an empty turn nor an end; returned cut before any end it writes later."""
+    return DraftRequest(
+        prompt=plan.prompt,
+        prompt_ids=plan.prompt_ids,
+        temperature=plan.temperature,
+        top_p=plan.top_p,
+        seed=plan.seed + plan.guard.max_retries + 1,
+        max_new_tokens=plan.max_tokens,
+        ban_end=True,
+        first_bans=[*plan.first_bans, *plan.no_end_bans],
+        server_prompt=plan.server_prompt,
+    )
 
 
 def _over_end_threshold(draft: Draft, plan: TurnPlan) -> bool:
@@ -259,6 +318,7 @@ def _attempt(
         queued_s=draft.queued_s,
         generate_s=draft.generate_s,
         end_logprob=draft.end_logprob,
+        output_tokens=draft.output_tokens,
         details=dict(draft.details),
     )
 

@@ -229,13 +229,13 @@ def first_token_ban_sequences(tokenizer: Any, words: Sequence[str]) -> list[list
     newline with no leading space (the normal case) and, since the turn is stripped, with one (" I"). Llama-3
     encodes each of these as one token; a word that splits into several tokens is banned as a sequence (its last
     token is masked when the earlier ones were drawn)."""
-    seqs: list[list[int]] = []
+    seqs: dict[tuple[int, ...], None] = {}  # ordered and deduplicated in linear time
     for word in words:
         for variant in (word, " " + word):
-            ids = list(tokenizer.encode(variant, add_special_tokens=False))
-            if ids and ids not in seqs:
-                seqs.append(ids)
-    return seqs
+            ids = tuple(tokenizer.encode(variant, add_special_tokens=False))
+            if ids:
+                seqs.setdefault(ids)
+    return [list(ids) for ids in seqs]
 
 
 def whitespace_token_ids(tokenizer: Any) -> frozenset[int]:

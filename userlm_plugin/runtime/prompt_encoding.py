@@ -17,16 +17,14 @@ first character, so the server's tokenizer cannot match it (docs/serving.md "Mes
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .template import RenderedPrompt
-
-WORD_JOINER = "\u2060"
-"""Invisible, zero-width; breaks a control-token string in text sent to a server that parses control tokens."""
+from .template import WORD_JOINER, RenderedPrompt
 
 
 @dataclass(frozen=True)
@@ -73,11 +71,13 @@ def _encode_whole(tokenizer: Any, rendered: RenderedPrompt) -> list[int] | None:
     # event loop running; offsets are read for the few control tokens only
     encoding = backend.encode_batch([rendered.text], add_special_tokens=False)[0]
     ids = list(encoding.ids)
-    spans = _content_spans(rendered)
+    spans = _content_spans(rendered)  # sorted and disjoint: a bisect per control token (linear overall)
+    starts = [a for a, _ in spans]
     for k, token in enumerate(ids):
         if token in control:
             start, end = encoding.token_to_chars(k)
-            if any(start < b and end > a for a, b in spans):
+            i = bisect.bisect_right(starts, start) - 1  # the last content starting at or before `start`
+            if (i >= 0 and spans[i][1] > start) or (i + 1 < len(spans) and spans[i + 1][0] < end):
                 return None
     return ids
 

@@ -22,6 +22,7 @@ import asyncio
 import random
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,11 +43,11 @@ from ..errors import (
     RetryableBackendError,
     retries_requested,
 )
-from ..turns import USERLM_METADATA_KEY
+from ..turns import END_CONVERSATION, USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
 from .hub import check_offline_hub_id
-from .prompt_encoding import EncodedPrompt, encode_rendered
+from .prompt_encoding import EncodedPrompt, encode_as_text, encode_rendered
 from .settings import split_model_args
 from .template import (
     RenderedPrompt,
@@ -64,6 +65,12 @@ OFFLOAD_CHARS = 32_000
 """Inputs longer than this are rendered and tokenized in a worker thread, so one huge message (a pasted file, an
 abusive `serve` client) does not stall the event loop and every other sample; shorter ones take well under a
 millisecond and stay on the loop."""
+OFFLOAD_MESSAGES = 64
+"""Inputs with more messages than this are rendered in a worker thread too (rendering is linear in the message
+count, but a template's per-message work adds up: docs/serving.md "serve under abuse")."""
+BAN_CACHE_SIZE = 64
+"""Distinct `banned_first_words` lists whose token sequences are kept (least recently used dropped): a stream of
+per-call overrides (`serve` clients) cannot grow memory without bound."""
 
 
 class UserLMAPI(ModelAPI):
@@ -103,7 +110,8 @@ class UserLMAPI(ModelAPI):
             )
         self._backend: GenerationBackend | None = None
         self._backend_lock = threading.Lock()
-        self._first_bans: dict[tuple[str, ...], list[list[int]]] = {}
+        self._first_bans: OrderedDict[tuple[str, ...], list[list[int]]] = OrderedDict()
+        self._no_end_bans: list[list[int]] | None = None
 
     # ----- the backend, built on first use -----
 
@@ -184,9 +192,22 @@ class UserLMAPI(ModelAPI):
         return self._backend.should_retry(ex) if self._backend is not None else False
 
     def _bans(self, backend: GenerationBackend, words: tuple[str, ...]) -> list[list[int]]:
-        if words not in self._first_bans:
+        if words in self._first_bans:
+            self._first_bans.move_to_end(words)
+        else:
             self._first_bans[words] = first_token_ban_sequences(backend.tokenizer, words)
+            while len(self._first_bans) > BAN_CACHE_SIZE:
+                self._first_bans.popitem(last=False)
         return self._first_bans[words]
+
+    def _end_bans(self, backend: GenerationBackend) -> list[list[int]]:
+        """First-content bans of the last-resort draft (`TurnPlan.no_end_bans`): every stop token, the end token and
+        the first ordinary token of the spelled end string."""
+        if self._no_end_bans is None:
+            spelled = encode_as_text(backend.tokenizer, END_CONVERSATION)
+            ids = [*backend.stop_ids, *([] if backend.end_token_id is None else [backend.end_token_id])]
+            self._no_end_bans = [[int(i)] for i in dict.fromkeys([*ids, *spelled[:1]])]
+        return self._no_end_bans
 
     def _check_context(self, backend: GenerationBackend, n_prompt: int, max_tokens: int) -> None:
         limit = backend.context_limit()
@@ -235,6 +256,7 @@ class UserLMAPI(ModelAPI):
             context=DraftContext(conversation.intent, conversation.user_turns, conversation.assistant_turns),
             first_bans=self._bans(backend, guard.banned_first_words) if guard.first_token_filter else (),
             user_turns_in_input=user_turns_in_input,
+            no_end_bans=self._end_bans(backend),
         )
         try:
             result = await draft_turn(backend, plan)
@@ -265,6 +287,12 @@ class UserLMAPI(ModelAPI):
         output.time = elapsed
         output.metadata = {
             USERLM_METADATA_KEY: _output_metadata(result, plan, params, template_mode),
+        }
+        # the returned turn's own tokens (usage above is every draft's: what the turn cost); `serve` reports both
+        output.metadata[USERLM_METADATA_KEY]["turn_usage"] = {
+            "prompt_tokens": len(prompt_ids),
+            "completion_tokens": result.turn_output_tokens,
+            "drafts": len(result.attempts),
         }
         call = ModelCall.create(
             request={
@@ -302,7 +330,7 @@ async def _render(
         rendered = render_pieces(tokenizer, conversation)
         return rendered, encode_rendered(tokenizer, rendered)
 
-    if sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
+    if len(messages) > OFFLOAD_MESSAGES or sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
         return await asyncio.to_thread(render)
     return render()
 

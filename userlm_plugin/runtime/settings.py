@@ -93,6 +93,12 @@ class RemoteArgs(BaseModel):
     """The server's context length (prompt + max_tokens are checked against it). Default: the tokenizer's."""
     end_token: str = END_CONVERSATION
     """The token the user model ends a conversation with (banned until allowed)."""
+    end_detection: Literal["tokens", "text"] = "tokens"
+    """How a draft drawn while ending is allowed is known to end with the end *token* rather than its spelling
+    (docs/serving.md "Which end a server drew"). "tokens": those calls ask for `logprobs` (0: the generated tokens'
+    strings only) and only the end token ends the draft; a server that returns no token strings falls back to
+    "text" for that call, recorded. "text": never ask; the end string in the text ends the draft (for servers that
+    reject `logprobs`). While ending is banned neither is needed: any end string is rejected as an end attempt."""
     end_logprobs: int | None = Field(default=None, ge=0, le=20)
     """Top logprobs asked of the server at the first content position, to read log P(`end_token`) there
     (`Draft.end_logprob`). None: 20 when the `end_threshold` rule needs it, else not asked (servers that reject

@@ -11,14 +11,19 @@ message that contains `<|eot_id|><|start_header_id|>system...` or any placeholde
 control tokens nor cut the prompt (`prompt_encoding.py` turns the pieces into token ids; docs/serving.md
 "Message contents are text").
 
-Output: generation stops on every eos id (`<|eot_id|>` and `<|end_of_text|>`: UserLM's configs disagree);
-`<|endconversation|>` is matched as text (it is a non-special added token and survives `skip_special_tokens`);
-an empty turn, or the token, means the user ended the conversation.
+Output: generation stops on every eos id (`<|eot_id|>` and `<|end_of_text|>`: UserLM's configs disagree) and
+on the `<|endconversation|>` token. The end is decided on token ids, never on text (`parse_turn(text, ended=...)`:
+the backend says whether the end token's id was generated): the characters `<|endconversation|>` written in
+ordinary tokens are text, and every copy of them in a returned turn is defused (`defuse_end`), so the literal
+string appears in the plugin's output only as the end signal. An empty turn, or the token, means the user ended
+the conversation (docs/termination.md "The end is a token").
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,8 @@ from ..turns import END_CONVERSATION, EndReason
 
 _SENTINEL = "USERLMSENTINELQXZ"
 TemplateMode = Literal["native", "opened"]
+WORD_JOINER = "\u2060"
+"""Invisible, zero-width: breaks a control-token string in text (prompts sent to a server; defused output)."""
 EXTRA_STOP_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>")
 """Llama-3 end tokens stopped on whenever the vocabulary has them, whatever the configs say (docs/userlm.md "Two EOS ids")."""
 
@@ -76,17 +83,18 @@ def conversation_from_messages(messages: list[ChatMessage]) -> UserLMInput:
         )
     if not content.strip():
         raise IntentError("userlm/ got an empty intent: the system message must describe what the user wants")
-    turns: list[dict[str, str]] = []
+    runs: list[tuple[str, list[str]]] = []  # (role, texts): joined once, so coalescing stays linear
     for message in messages[1:]:
         if message.role not in ("user", "assistant"):
             continue
         text = message.text.strip()
         if not text:
             continue
-        if turns and turns[-1]["role"] == message.role:
-            turns[-1]["content"] += "\n\n" + text
+        if runs and runs[-1][0] == message.role:
+            runs[-1][1].append(text)
         else:
-            turns.append({"role": message.role, "content": text})
+            runs.append((message.role, [text]))
+    turns = [{"role": role, "content": "\n\n".join(texts)} for role, texts in runs]
     return UserLMInput(intent=content.strip(), turns=turns)
 
 
@@ -165,22 +173,26 @@ def render_pieces(tokenizer: Any, conversation: UserLMInput) -> RenderedPrompt:
     mode = template_mode(tokenizer)
     chat = conversation.chat()
     nonce = secrets.token_hex(8)
-    marks = [f"USERLM{nonce}M{i}E" for i in range(len(chat))]
     with_marks = _render(
-        tokenizer, [{**m, "content": mark} for m, mark in zip(chat, marks, strict=True)], mode, nonce
+        tokenizer, [{**m, "content": f"USERLM{nonce}M{i}E"} for i, m in enumerate(chat)], mode, nonce
     )
+    # one pass over the text (linear in its length, whatever the number of messages): the marks must appear
+    # exactly once each, in order
+    found = list(re.finditer(f"USERLM{nonce}M([0-9]+)E", with_marks))
+    if [int(m.group(1)) for m in found] != list(range(len(chat))):
+        seen = Counter(int(m.group(1)) for m in found)
+        missing = next((i for i in range(len(chat)) if seen[i] != 1), len(chat) - 1)
+        raise ConfigError(
+            f"the chat template does not render each message's content exactly once (a {chat[missing]['role']!r} "
+            "message was dropped or repeated), so the User LM prompt cannot be built; pass -M chat_template="
+            "<file.jinja> with a template that writes every message once (UserLM-8b's does)"
+        )
     pieces: list[str] = []
-    rest = with_marks
-    for mark, message in zip(marks, chat, strict=True):
-        before, found, rest = rest.partition(mark)
-        if not found or mark in rest:
-            raise ConfigError(
-                f"the chat template does not render each message's content exactly once (a {message['role']!r} "
-                "message was dropped or repeated), so the User LM prompt cannot be built; pass -M chat_template="
-                "<file.jinja> with a template that writes every message once (UserLM-8b's does)"
-            )
-        pieces += [before, message["content"]]
-    pieces.append(rest)
+    at = 0
+    for match, message in zip(found, chat, strict=True):
+        pieces += [with_marks[at : match.start()], message["content"]]
+        at = match.end()
+    pieces.append(with_marks[at:])
     rendered = RenderedPrompt(pieces=tuple(pieces), mode=mode)
     if _render(tokenizer, chat, mode, nonce) != rendered.text:
         raise ConfigError(
@@ -252,19 +264,42 @@ def looks_local(name: str) -> bool:
 @dataclass(frozen=True)
 class ParsedTurn:
     text: str
-    """The user turn (empty when the user ended the conversation)."""
+    """The user turn (empty when the user ended the conversation), every spelled end string defused."""
     end_reason: EndReason | None
     text_before_end: str | None = None
-    """What the model wrote before `<|endconversation|>`, if anything (kept for the log)."""
+    """What the model wrote before `<|endconversation|>` (the token, or the spelled string), if anything."""
+    spelled_end: bool = False
+    """The text holds the characters `<|endconversation|>` written in ordinary tokens (not the end token): just
+    text, but an end attempt while ending is banned (drafting.py)."""
 
 
-def parse_turn(raw: str) -> ParsedTurn:
-    """Parse decoded new text (special tokens skipped, cut at the stop token) into a user turn."""
-    text = raw.lstrip("\n")
-    if END_CONVERSATION in text:
-        before = text.split(END_CONVERSATION, 1)[0].strip()
-        return ParsedTurn(text="", end_reason=EndReason.END_TOKEN, text_before_end=before or None)
+_END_TEXT = re.compile(re.escape(END_CONVERSATION), re.IGNORECASE)
+
+
+def defuse_end(text: str) -> str:
+    """`text` with every copy of the end string (any case) broken by an invisible WORD JOINER after its first
+    character: it reads the same, but no client or parser (ours included) can take it for the end signal."""
+    if "<|" not in text:
+        return text
+    return _END_TEXT.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], text)
+
+
+def parse_turn(text: str, *, ended: bool = False) -> ParsedTurn:
+    """Parse a draft's decoded text into a user turn.
+
+    `ended`: the backend generated the end token's id (`Draft.ended`); `text` is then what came before it. The
+    end is never read from the text: a spelled `<|endconversation|>` is flagged (`spelled_end`) and defused."""
+    text = text.lstrip("\n")
+    if ended:
+        before = text.strip()
+        return ParsedTurn(text="", end_reason=EndReason.END_TOKEN, text_before_end=defuse_end(before) or None)
     text = text.strip()
     if not text:
         return ParsedTurn(text="", end_reason=EndReason.EMPTY_TURN)
-    return ParsedTurn(text=text, end_reason=None)
+    spelled = text.find(END_CONVERSATION)
+    if spelled < 0:
+        return ParsedTurn(text=defuse_end(text), end_reason=None)
+    before = defuse_end(text[:spelled].strip())
+    return ParsedTurn(
+        text=defuse_end(text), end_reason=None, text_before_end=before or None, spelled_end=True
+    )

@@ -57,7 +57,8 @@ class Draft:
     """What a backend drew for a `DraftRequest`, in the fields the guardrail loop and the log need."""
 
     text: str
-    """Decoded new text, special tokens skipped and cut at the first special token (a stray header)."""
+    """Decoded new text, special tokens skipped and cut at the first special token (a stray header); when
+    `ended`, what came before the end token."""
     raw: str
     """Everything generated, special tokens kept (for the log)."""
     new_tokens: int
@@ -80,6 +81,10 @@ class Draft:
     end_logprob: float | None = None
     """log P(`<|endconversation|>`) at the first content position of this draft, before any ban (None: the backend
     cannot tell, e.g. a server that returns no logprobs). See docs/termination.md."""
+    ended: bool = False
+    """The end token's *id* was generated (the draft stops there). Decided on token ids, never on decoded text:
+    the characters `<|endconversation|>` in ordinary tokens leave this False (docs/termination.md "The end is a
+    token"; a server that reports no token strings: docs/serving.md "Which end a server drew")."""
 
 
 @runtime_checkable

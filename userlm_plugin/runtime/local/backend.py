@@ -33,11 +33,16 @@ class LocalBackend:
 
     async def draft(self, request: DraftRequest) -> Draft:
         result = await self.engine.generate(GenRequest(prompt_ids=request.prompt_ids, row=request))
+        # the engine stops on the end token (batch.py): the end is its id, never text that spells it
+        ended = result.stop_token is not None and result.stop_token == self.end_token_id
         text, raw = decode_new_tokens(self.tokenizer, result.token_ids, self._special_ids)
+        if ended:
+            raw = self.tokenizer.decode([*result.token_ids, result.stop_token], skip_special_tokens=False)
         first = result.first_content_token
         return Draft(
             text=text,
             raw=raw,
+            ended=ended,
             new_tokens=len(result.token_ids),
             output_tokens=len(result.token_ids) + (1 if result.stop_token is not None else 0),
             prompt_tokens=result.prompt_tokens,

@@ -80,7 +80,8 @@ class RunningBatch:
         self.head = model.get_output_embeddings()
         self.device = torch.device(model.device)
         self.max_rows = max_rows
-        self.stops = frozenset(stop_ids)
+        # the end token ends a draft like a stop token: the end is decided on its id (docs/termination.md)
+        self.stops = frozenset([*stop_ids, *([] if end_token_id is None else [end_token_id])])
         self.whitespace = whitespace_ids
         self.cache = RowKVCache(*kv_shape(model.config), dtype=model.dtype, device=self.device)
         vocab = self.head.weight.shape[0]

@@ -58,6 +58,7 @@ class GenResult:
     token_ids: list[int]
     """Generated tokens before the stop token (which is excluded)."""
     stop_token: int | None
+    """The stop token that ended the row: an eos id or the end-of-conversation token (None: max_new_tokens)."""
     finish: Literal["stop", "max_tokens"]
     prompt_tokens: int
     batch_size: int

@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from ...errors import BackendError, ConfigError, RetryableBackendError
 from ..guardrails import ban_pending, banned_next
+from ..prompt_encoding import encode_as_text
 from ..settings import RemoteArgs
 from ..template import stop_token_ids
 from ..types import Draft, DraftRequest, decode_new_tokens
 from .http import CompletionsClient
-from .logprobs import EndLogprob, read_end_logprob
+from .logprobs import EndLogprob, end_token_offset, read_end_logprob
 from .tokenizer import eos_ids_from_configs, load_tokenizer
 
 BAN_BIAS = -100.0
@@ -40,6 +41,33 @@ class _Drawing:
     end: EndLogprob | None = None
     end_seen: bool = False
     """The first content position was reached (its logprobs read, or not offered)."""
+    detection: str = "banned"
+    """How the end is decided for this draft (`RemoteBackend._end_detection`)."""
+    by_tokens: int = 0
+    by_text: int = 0
+    """Calls whose end was decided on the server's token strings / on text (the server sent none)."""
+    raw: str = ""
+    """Everything the server generated that the draft kept, end token and what followed it included (the log)."""
+
+    def evidence(self) -> str:
+        """How the draft's end was decided, for the log."""
+        if self.detection == "banned":
+            return "ending banned: any end string is an end attempt (rejected)"
+        if self.by_text:
+            why = "-M end_detection=text" if self.detection == "text" else "the server sent no token strings"
+            return f"text ({why}): the end string ends the draft"
+        return "the server's token strings: only the end token ends the draft"
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One call's generated text as the draft keeps it."""
+
+    text: str
+    ended: bool
+    """The end token came before any stop string (the draft ends; `text` is what came before it)."""
+    stopped: bool
+    """The text was cut (the end token, or a stop string the server returned as text)."""
 
 
 class RemoteBackend:
@@ -154,14 +182,25 @@ class RemoteBackend:
             return AUTO_END_LOGPROBS if request.report_end_logprob else 0
         return self.args.end_logprobs
 
+    def _end_detection(self, request: DraftRequest) -> str:
+        """How this draft's end is decided: "banned" (no end can be accepted: any end string is rejected as an
+        end attempt, nothing to ask), "tokens" (the server's token strings, asked with `logprobs`) or "text"
+        (`-M end_detection=text`: the degraded rule, docs/serving.md "Which end a server drew")."""
+        if request.ban_end or self.end_token_id is None:
+            return "banned"
+        return self.args.end_detection
+
     async def _draft(self, request: DraftRequest) -> Draft:
         tokenizer = self.tokenizer
         end_bias = {self.end_token_id: BAN_BIAS} if request.ban_end and self.end_token_id is not None else {}
-        drawing = _Drawing(request=request, logprobs=self._logprobs_wanted(request))
+        drawing = _Drawing(
+            request=request, logprobs=self._logprobs_wanted(request), detection=self._end_detection(request)
+        )
         content: list[int] = []
         used = 0
         bans_applied = 0
         stopped = False
+        ended = False
         finish: Literal["stop", "max_tokens"] = "stop"
         max_new = request.max_new_tokens
 
@@ -172,12 +211,10 @@ class RemoteBackend:
             result = await self._call(drawing, n, {**end_bias, **dict.fromkeys(bans, BAN_BIAS)}, call="head")
             if bans:
                 bans_applied += 1
-            ids = tokenizer.encode(result["text"], add_special_tokens=False)
+            piece = self._read(drawing, result)
+            ids = encode_as_text(tokenizer, piece.text)  # as text: a spelled end string stays ordinary tokens
             kept = 0
             for token in ids:
-                if token in self.stop_ids:
-                    stopped = True
-                    break
                 kept += 1
                 if not content and not tokenizer.decode([token]).strip():
                     continue  # whitespace before the content (UserLM's leading newline)
@@ -188,9 +225,10 @@ class RemoteBackend:
                 drawing.prefix_text = tokenizer.decode(drawing.prefix_ids, skip_special_tokens=False)
                 used = len(drawing.prefix_ids)
             drawing.calls[-1]["kept"] = tokenizer.decode(ids[:kept]) if kept else ""
-            if not content and result["finish"] == "stop" and kept == len(ids):
-                stopped = True  # the turn ended before any content (an empty turn): a legitimate draw
-            if stopped:
+            drawing.raw += drawing.calls[-1]["kept"] if kept < len(ids) else result["text"]
+            if not content and (piece.ended or piece.stopped or result["finish"] == "stop"):
+                # the turn ended before any content: the end token, or an empty turn (a legitimate draw)
+                stopped, ended = True, piece.ended
                 break
             if not ids and result["finish"] != "length":
                 stopped = True
@@ -203,20 +241,19 @@ class RemoteBackend:
             finish = "max_tokens"
         else:
             result = await self._call(drawing, max_new - used, end_bias, call="continue")
-            text_all = drawing.prefix_text + result["text"]
-            finish = "max_tokens" if result["finish"] == "length" else "stop"
+            piece = self._read(drawing, result)
+            drawing.raw += result["text"]
+            text_all = drawing.prefix_text + piece.text
+            ended = piece.ended
+            finish = "max_tokens" if result["finish"] == "length" and not piece.stopped else "stop"
 
-        ids = tokenizer.encode(text_all, add_special_tokens=False)
-        cut = next((k for k, t in enumerate(ids) if t in self.stop_ids), len(ids))
-        if cut < len(ids):
-            finish = "stop"  # the server returned a stop token as text
-        ids = ids[:cut]
-        text, raw = decode_new_tokens(tokenizer, ids, self._special_ids)
+        ids = encode_as_text(tokenizer, text_all)
+        text, _ = decode_new_tokens(tokenizer, ids, self._special_ids)
         first = content[0] if content else next((t for t in ids if tokenizer.decode([t]).strip()), None)
         calls = drawing.calls
         return Draft(
             text=text,
-            raw=raw,
+            raw=drawing.raw,
             new_tokens=len(ids),
             output_tokens=sum(c["usage"].get("completion_tokens", 0) for c in calls),
             prompt_tokens=sum(c["usage"].get("prompt_tokens", 0) for c in calls),
@@ -226,9 +263,31 @@ class RemoteBackend:
             batch_size=None,
             queued_s=0.0,
             generate_s=0.0,
-            details={"http_calls": calls},
+            details={"http_calls": calls, "end_detection": drawing.evidence()},
             end_logprob=None if drawing.end is None else drawing.end.value,
+            ended=ended,
         )
+
+    def _read(self, drawing: _Drawing, record: dict[str, Any]) -> _Piece:
+        """One call's text, cut at the end token (decided as `drawing.detection` says) or at a stop string the server
+        returned as text, whichever comes first."""
+        text, tokens = record["text"], record.pop("_tokens", None)
+        end_at: int | None = None
+        if drawing.detection == "tokens" and tokens is not None:
+            end_at, position = end_token_offset(text, tokens, self._end_keys, self.tokenizer)
+            record["end_token_at"] = position
+            drawing.by_tokens += 1
+        elif drawing.detection != "banned":  # "text", or "tokens" from a server that sent no token strings
+            found = text.find(self.args.end_token)
+            end_at = found if found >= 0 else None
+            drawing.by_text += 1
+        stops = [i for i in (text.find(s) for s in self.stop_strings) if i >= 0]
+        stop_at = min(stops, default=None)
+        if end_at is not None and (stop_at is None or end_at <= stop_at):
+            return _Piece(text[:end_at], ended=True, stopped=True)
+        if stop_at is not None:
+            return _Piece(text[:stop_at], ended=False, stopped=True)
+        return _Piece(text, ended=False, stopped=False)
 
     def _prompt(self, drawing: _Drawing) -> str | list[int]:
         """This call's prompt: our ids, or text (control-token strings in contents broken up: package docstring),
@@ -258,6 +317,8 @@ class RemoteBackend:
         ask_logprobs = drawing.logprobs > 0 and not drawing.end_seen
         if ask_logprobs:
             body["logprobs"] = drawing.logprobs
+        elif drawing.detection == "tokens":
+            body["logprobs"] = 0  # the generated tokens' strings, to tell the end token from its spelling
         if self.args.send_stop_token_ids:
             body["stop_token_ids"] = self.stop_ids
         body.update(self.args.server_params)
@@ -294,6 +355,10 @@ class RemoteBackend:
         if not calls:
             self._check_prompt_count(request, usage, record)
         calls.append(record)
+        logprobs = choice.get("logprobs")
+        tokens = logprobs.get("tokens") if isinstance(logprobs, dict) else None
+        if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens):
+            record["_tokens"] = tokens  # read (and removed from the log record) by `_read`
         return record
 
     def _expected_prompt_tokens(self, request: DraftRequest) -> int:

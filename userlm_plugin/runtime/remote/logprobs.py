@@ -56,4 +56,34 @@ def read_end_logprob(logprobs: Any, end_keys: tuple[str, ...]) -> EndLogprob | N
     return EndLogprob(position=position, value=value, floor=min(top.values(), default=None))
 
 
-__all__ = ["EndLogprob", "first_content_position", "read_end_logprob"]
+def end_token_offset(
+    text: str, tokens: list[str], end_keys: tuple[str, ...], tokenizer: Any
+) -> tuple[int | None, int | None]:
+    """Where the end *token* is in one call's `text`: (character offset, index among the generated tokens), or
+    (None, None) when the server's token strings show no end token.
+
+    `tokens` are the call's `logprobs.tokens`: one string per generated token, the token's text (vLLM with
+    `return_tokens_as_token_ids`: `token_id:<id>`). The end token is one token whose string is the end string (or
+    its id); the end string spelled in ordinary tokens spreads over several, none of which equals it. So a spelled
+    copy before the token is skipped in `text`, and a server that dropped the token's text from `text` is cut where
+    the tokens before it end."""
+    position = next((i for i, token in enumerate(tokens) if token in end_keys), None)
+    if position is None:
+        return None, None
+    before = "".join(_token_text(token, tokenizer) for token in tokens[:position])
+    end_string = end_keys[0]
+    at = -1
+    for _ in range(before.count(end_string) + 1):  # the spelled copies before it, then the token itself
+        at = text.find(end_string, at + 1)
+        if at < 0:
+            break
+    return (at if at >= 0 else min(len(before), len(text))), position
+
+
+def _token_text(token: str, tokenizer: Any) -> str:
+    if token.startswith("token_id:") and token[9:].isdigit():
+        return str(tokenizer.decode([int(token[9:])]))
+    return token
+
+
+__all__ = ["EndLogprob", "end_token_offset", "first_content_position", "read_end_logprob"]
