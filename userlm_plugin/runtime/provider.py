@@ -225,7 +225,11 @@ class UserLMAPI(ModelAPI):
         config: GenerateConfig,
     ) -> tuple[ModelOutput, ModelCall]:
         started = time.perf_counter()
-        conversation = conversation_from_messages(input)
+        offload = _is_big(input)
+        if offload:  # validating 20,000 messages is linear but not free: off the event loop too
+            conversation = await asyncio.to_thread(conversation_from_messages, input)
+        else:
+            conversation = conversation_from_messages(input)
         guard = self.guardrails.merged((config.extra_body or {}).get(EXTRA_BODY_KEY))
         backend = await self._ready_backend()
         temperature = config.temperature if config.temperature is not None else self.args.temperature
@@ -240,7 +244,7 @@ class UserLMAPI(ModelAPI):
             seed, seed_source = random.SystemRandom().randrange(2**31), "random"
         user_turns_in_input = sum(1 for m in input if m.role == "user")
 
-        rendered, encoded = await _render(backend.tokenizer, conversation, input)
+        rendered, encoded = await _render(backend.tokenizer, conversation, offload)
         prompt, prompt_ids, template_mode = rendered.text, encoded.ids, rendered.mode
         self._check_context(backend, len(prompt_ids), max_tokens)
         plan = TurnPlan(
@@ -321,16 +325,21 @@ class UserLMAPI(ModelAPI):
         return output, call
 
 
+def _is_big(messages: list[ChatMessage]) -> bool:
+    """Whether an input is rendered off the event loop (`OFFLOAD_MESSAGES`, `OFFLOAD_CHARS`)."""
+    return len(messages) > OFFLOAD_MESSAGES or sum(len(m.text) for m in messages) > OFFLOAD_CHARS
+
+
 async def _render(
-    tokenizer: Any, conversation: UserLMInput, messages: list[ChatMessage]
+    tokenizer: Any, conversation: UserLMInput, offload: bool
 ) -> tuple[RenderedPrompt, EncodedPrompt]:
-    """Render and encode the prompt; in a worker thread when the input is long (`OFFLOAD_CHARS`)."""
+    """Render and encode the prompt; in a worker thread when the input is big (`_is_big`)."""
 
     def render() -> tuple[RenderedPrompt, EncodedPrompt]:
         rendered = render_pieces(tokenizer, conversation)
         return rendered, encode_rendered(tokenizer, rendered)
 
-    if len(messages) > OFFLOAD_MESSAGES or sum(len(m.text) for m in messages) > OFFLOAD_CHARS:
+    if offload:
         return await asyncio.to_thread(render)
     return render()
 

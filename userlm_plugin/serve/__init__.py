@@ -5,6 +5,6 @@ Import-light: the app (Starlette, Inspect, the runtime) is imported when a serve
 
 from __future__ import annotations
 
-from .contract import END_FINISH_REASON
+from .contract import END_CONTENT, END_FIELD, RECORD_FIELD
 
-__all__ = ["END_FINISH_REASON"]
+__all__ = ["END_CONTENT", "END_FIELD", "RECORD_FIELD"]

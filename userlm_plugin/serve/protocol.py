@@ -1,9 +1,11 @@
 """What `serve` accepts and how it answers errors: OpenAI chat-completions requests in, OpenAI error bodies out.
 
-Every client mistake is a 4xx with `{"error": {"message", "type", "param", "code"}}`, never a plain-text 500: a
-wrong type anywhere (a `tool_call_id` that is not a string, a number that is a string), JSON nested too deeply to
-parse, a body over the size cap, guardrail overrides that would make a request do unbounded work (`max_retries`
-over the server's limit). Errors raised while generating are sorted by the plugin's error family only
+Every field the server reads is listed in docs/serving.md "Request fields". Every client mistake is a 4xx with
+`{"error": {"message", "type", "param", "code"}}`, never a plain-text 500: a wrong type anywhere (a `tool_call_id`
+that is not a string, a number that is a string), JSON nested too deeply to parse, a body over the size cap, text
+that is not valid Unicode (a lone surrogate), more messages than the server's limit, and guardrail overrides that
+would make a request do unbounded work (`max_retries` over the server's limit, too many or too long
+`banned_first_words`, unknown settings), each 400 naming the limit. Errors raised while generating are sorted by the plugin's error family only
 (`error_for_exception`): the caller's input (`ConfigError`) -> 400, nothing answering upstream
 (`BackendUnavailableError`) -> 503, any other backend failure (`BackendError`, including an upstream server's
 rejection of a request we built, `UpstreamRequestError`) -> 502, and anything else, a bug, -> 500 in the same shape.
@@ -35,14 +37,24 @@ def short(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Per-request bounds an untrusted client cannot lift (`userlm-plugin serve --max-...`)."""
+    """Per-request bounds an untrusted client cannot lift (`userlm-plugin serve --max-...`; docs/serving.md)."""
 
     max_body_bytes: int = 8 * 1024 * 1024
     """Request body cap, enforced while the body streams in (chunked uploads too)."""
     max_tokens: int = 512
     """Largest `max_tokens` a request may ask for (a user turn is ~40 tokens)."""
     max_retries: int = 10
-    """Largest guardrail `max_retries` a request may ask for: drafts per request <= (max_retries + 1) x 2."""
+    """Largest guardrail `max_retries` a request may ask for: drafts per request <= (max_retries + 1) x 2 + 1."""
+    max_messages: int = 1024
+    """Most messages in one request (a long real conversation has a few hundred)."""
+    max_banned_first_words: int = 64
+    """Most `userlm.banned_first_words` in one request (the paper bans 3, in two cases: 6)."""
+    max_banned_word_chars: int = 32
+    """Longest banned first word, in characters."""
+    body_timeout_s: float = 30.0
+    """Seconds the whole body may take to arrive; a client that sends half a body and stalls gets a 408."""
+    request_timeout_s: float = 300.0
+    """Seconds a request may take from its first byte to its answer (504 after; its generation is cancelled)."""
 
 
 class RequestError(Exception):
@@ -100,6 +112,9 @@ class ParsedRequest:
     seed: int | None
     guardrails: dict[str, Any] | None
     ignored: list[str]
+    stream: bool = False
+    include_usage: bool = False
+    """`stream_options.include_usage`: a last chunk carries `usage` (OpenAI's streaming convention)."""
 
 
 def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
@@ -111,16 +126,31 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | No
     return float(value)
 
 
+def unicode_text(value: str, param: str) -> str:
+    """`value` if it is valid Unicode text; a 400 naming `param` for a lone surrogate (JSON's `"\\ud800"` parses
+    to one, and no tokenizer or UTF-8 encoder takes it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RequestError(
+            f"{param} is not valid Unicode text: a lone surrogate ({value[error.start]!r}) at character "
+            f"{error.start}; send UTF-8 text (surrogates only in valid pairs)",
+            param=param,
+            code="invalid_unicode",
+        ) from None
+    return value
+
+
 def _text(content: Any, where: str) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return unicode_text(content, f"{where}.content")
     if isinstance(content, list):
         parts = []
         for part in content:
             if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
+                parts.append(unicode_text(part["text"], f"{where}.content"))
             else:
                 raise RequestError(
                     f"{where}.content: only text parts ({{'type': 'text', 'text': ...}}) are supported, got "
@@ -156,6 +186,8 @@ def _message(message: Any, where: str) -> Any:
         raise RequestError(
             f"{where}.tool_call_id must be a string, got {short(tool_call_id)}", param=f"{where}.tool_call_id"
         )
+    if tool_call_id is not None:
+        unicode_text(tool_call_id, f"{where}.tool_call_id")
     return ChatMessageTool(content=content, tool_call_id=tool_call_id)
 
 
@@ -166,6 +198,18 @@ def _guardrails(body: dict[str, Any], limits: ServeLimits) -> dict[str, Any] | N
     if not isinstance(guardrails, dict):
         raise RequestError(
             f"'{USERLM_METADATA_KEY}' must be an object of guardrail settings, got {short(guardrails)}",
+            param=USERLM_METADATA_KEY,
+        )
+    from ..runtime.guardrails import GuardrailConfig
+
+    fields = GuardrailConfig.model_fields
+    unknown = [k for k in guardrails if k not in fields]
+    if unknown:
+        names = ", ".join(short(k) for k in unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise RequestError(
+            f"Unknown guardrail setting(s) in '{USERLM_METADATA_KEY}': {names}; valid: {sorted(fields)}",
             param=USERLM_METADATA_KEY,
         )
     retries = guardrails.get("max_retries")
@@ -179,7 +223,33 @@ def _guardrails(body: dict[str, Any], limits: ServeLimits) -> dict[str, Any] | N
             f"limit, `userlm-plugin serve --max-retries-limit`), got {short(retries)}",
             param=f"{USERLM_METADATA_KEY}.max_retries",
         )
+    if "banned_first_words" in guardrails:
+        _banned_words(guardrails["banned_first_words"], limits)
     return guardrails
+
+
+def _banned_words(words: Any, limits: ServeLimits) -> None:
+    """`userlm.banned_first_words`: a word or a list of at most `max_banned_first_words` words of at most
+    `max_banned_word_chars` characters (each word costs tokenizer work and a ban row on every draft)."""
+    param = f"{USERLM_METADATA_KEY}.banned_first_words"
+    listed = [words] if isinstance(words, str) else words
+    if not isinstance(listed, list) or not all(isinstance(w, str) for w in listed):
+        raise RequestError(f"'{param}' must be a list of strings, got {short(words)}", param=param)
+    if len(listed) > limits.max_banned_first_words:
+        raise RequestError(
+            f"'{param}' holds {len(listed)} words; this server's limit is {limits.max_banned_first_words}",
+            param=param,
+            code="limit_exceeded",
+        )
+    for i, word in enumerate(listed):
+        if len(word) > limits.max_banned_word_chars:
+            raise RequestError(
+                f"'{param}[{i}]' is {len(word)} characters long; this server's limit is "
+                f"{limits.max_banned_word_chars}",
+                param=param,
+                code="limit_exceeded",
+            )
+        unicode_text(word, f"{param}[{i}]")
 
 
 def parse_chat_request(body: Any, *, served_name: str, limits: ServeLimits) -> ParsedRequest:
@@ -194,8 +264,17 @@ def parse_chat_request(body: Any, *, served_name: str, limits: ServeLimits) -> P
             status=404,
             code="model_not_found",
         )
-    if body.get("stream"):
-        raise RequestError("'stream': true is not supported; send stream=false", param="stream")
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError(f"'stream' must be true or false, got {short(stream)}", param="stream")
+    options = body.get("stream_options")
+    if options is not None and (
+        not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool)
+    ):
+        raise RequestError(
+            f"'stream_options' must be an object like {{'include_usage': true}}, got {short(options)}",
+            param="stream_options",
+        )
     n = body.get("n", 1)
     if n not in (1, None):
         raise RequestError(f"'n' must be 1 (one next user turn per request), got {short(n)}", param="n")
@@ -205,6 +284,13 @@ def parse_chat_request(body: Any, *, served_name: str, limits: ServeLimits) -> P
             "'messages' must be a non-empty list: the intent as a system message first, then the conversation "
             "with real roles (user = the simulated user's turns, assistant = the assistant under test)",
             param="messages",
+        )
+    if len(raw) > limits.max_messages:
+        raise RequestError(
+            f"'messages' holds {len(raw)} messages; this server's limit is {limits.max_messages} "
+            "(`userlm-plugin serve --max-messages`)",
+            param="messages",
+            code="limit_exceeded",
         )
     messages = [_message(message, f"messages[{i}]") for i, message in enumerate(raw)]
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -232,6 +318,8 @@ def parse_chat_request(body: Any, *, served_name: str, limits: ServeLimits) -> P
         seed=seed,
         guardrails=_guardrails(body, limits),
         ignored=ignored,
+        stream=bool(stream),
+        include_usage=bool(stream and (options or {}).get("include_usage", False)),
     )
 
 
@@ -243,4 +331,5 @@ __all__ = [
     "error_response",
     "parse_chat_request",
     "short",
+    "unicode_text",
 ]
