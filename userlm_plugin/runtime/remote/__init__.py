@@ -16,6 +16,10 @@ guardrails.py) with what every such server has:
   So the ban acts at that one position only, as in the local sampler (prefix caching makes the second call cheap).
   A multi-token banned sequence is followed token by token with 1-token calls.
 * Length/repetition resampling and the `end_threshold` rule: the shared loop in drafting.py.
+* The end is the end *token*, not its spelling (docs/serving.md "Which end a server drew"): while ending is banned
+  any end string is rejected as an end attempt; while it is allowed each call asks for `logprobs: 0` and only a
+  generated token whose string is the end token ends the draft (`-M end_detection=text`, or a server that sends
+  no token strings: the end string in the text does, recorded).
 
 Message contents stay text on the server too. `prompt_format=token_ids` sends our ids (contents already encoded
 as text). `prompt_format=text` (the default: every server takes it) sends the rendered text, which the server
