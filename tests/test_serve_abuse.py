@@ -547,3 +547,24 @@ async def test_the_end_signal_and_a_spelled_end_as_clients_read_them(make_app) -
             content = data["choices"][0]["message"]["content"]
             assert END_CONTENT not in content and data[RECORD_FIELD][END_FIELD] is False
             assert data[RECORD_FIELD]["end_reason"] is None
+
+
+def test_the_api_key_comes_from_the_flag_the_file_or_the_environment(tmp_path) -> None:
+    from userlm_plugin.errors import ConfigError
+    from userlm_plugin.serve.auth import API_KEY_ENV, resolve_api_key
+
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\nsecond line ignored\n")
+    assert resolve_api_key(None, str(key_file), {API_KEY_ENV: "sk-env"}) == "sk-from-file"
+    assert resolve_api_key("sk-flag", None, {API_KEY_ENV: "sk-env"}) == "sk-flag"
+    assert resolve_api_key(None, None, {API_KEY_ENV: " sk-env\n"}) == "sk-env"
+    assert resolve_api_key(None, None, {}) is None  # no key: an open server, as before
+    (tmp_path / "empty").write_text("\n")
+    for flag, file, env, needle in (
+        ("a", str(key_file), {}, "not both"),
+        (None, str(tmp_path / "empty"), {}, "empty"),
+        (None, str(tmp_path / "missing"), {}, "cannot read"),
+        (None, None, {API_KEY_ENV: "  "}, "empty"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            resolve_api_key(flag, file, env)

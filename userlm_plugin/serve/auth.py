@@ -45,7 +45,8 @@ def resolve_api_key(flag: str | None, file: str | None, environ: dict[str, str] 
         raise ConfigError("pass --api-key or --api-key-file, not both")
     if file is not None:
         try:
-            key = Path(file).expanduser().read_text(encoding="utf-8").strip()
+            lines = Path(file).expanduser().read_text(encoding="utf-8").strip().splitlines()
+            key = lines[0].strip() if lines else ""
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"--api-key-file {file}: cannot read it ({error})") from error
         where = f"--api-key-file {file}"
