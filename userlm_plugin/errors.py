@@ -10,7 +10,8 @@
     └── BackendError (RuntimeError)    the model backend failed, not the input
         ├── BackendUnavailableError    nothing answers (dead server); not retried
         ├── RetryableBackendError      may heal (429, 5xx, timeouts); Inspect retries it
-        └── UpstreamRequestError       an upstream server rejected a request we built (4xx)
+        ├── UpstreamRequestError       an upstream server rejected a request we built (4xx)
+        └── RedactedError              a library's error whose text held a secret, scrubbed (providers/scrub.py)
 
 `ConfigError` subclasses `ValueError` so code written against round-1 behaviour (`except ValueError`) keeps working.
 `serve` maps only this family to HTTP statuses (`ConfigError` -> 400, `BackendUnavailableError`/`BackendError` ->
@@ -72,6 +73,34 @@ class UpstreamRequestError(BackendError):
     problem (wrong served model name, unsupported parameter) that the message names."""
 
 
+class RedactedError(BackendError):
+    """Another library's error whose message, chain or body held a secret (a key a server echoed, a URL password),
+    with every secret replaced by `***` and without the exception chain that held it (providers/scrub.py,
+    docs/grading.md#secrets-in-logs). It keeps what a provider needs to retry it as the original would have been."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        original: str,
+        retry: object = None,
+        auth_failure: bool = False,
+        status_code: int | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        """What Inspect shows as the error (it prefers an exception's `message`)."""
+        self.original = original
+        """The qualified class name of the error this stands in for."""
+        self.retry = retry
+        """The provider's retry decision for the original (a `RetryDecision`, True/False or None)."""
+        self.auth_failure = auth_failure
+        self.status_code = status_code
+        if body is not None:
+            self.body = body
+
+
 def retries_requested(config: object) -> bool:
     """Whether the user bounded Inspect's retries themselves (`--max-retries` or `--timeout` in the generate
     config). Inspect retries a transient error forever when neither is set, so a server that refuses connections
@@ -104,6 +133,7 @@ __all__ = [
     "IntentError",
     "MissingDependencyError",
     "ModelLoadError",
+    "RedactedError",
     "RetryableBackendError",
     "UpstreamRequestError",
     "UserLMPluginError",

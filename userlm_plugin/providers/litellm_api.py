@@ -19,10 +19,11 @@ Design decisions (docs/inspect.md):
   with `stop_reason="content_filter"` (as Inspect's own OpenAI provider does); anything else fails the sample
   with a message naming the model and the request problem.
 - Cost: LiteLLM's `response_cost` goes to `ModelUsage.total_cost` (None when LiteLLM has no price for the model).
-- No secrets in logs: credential-looking `-M` arguments (`api_key`, `aws_secret_access_key`, `extra_headers=
-  {"Authorization": ...}`, ...; the rule is in `credentials.py`) are used for every call but dropped from the
-  arguments Inspect logs as `eval.model_args` (and a role's model args) and from each ModelCall request
-  (docs/grading.md, "Secrets in logs").
+- No secrets in logs (docs/grading.md#secrets-in-logs): credentials (`api_key`, `aws_secret_access_key`, every
+  header not known to be harmless, URL userinfo and query values; the rule is in `credentials.py`) are used for
+  every call but taken out of the arguments Inspect logs as `eval.model_args` (and a role's model args and base
+  URL) and of each ModelCall request; every configured secret value is scrubbed from the errors this provider
+  raises or returns, their chains and bodies (`scrub.py`).
 
 Error mapping is in `litellm_errors.py`, the request mapping in `litellm_request.py`.
 """
@@ -47,18 +48,21 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from .._inspect_compat import model_args_being_created, set_active_model_event_call
-from ..errors import ConfigError, retries_requested
-from .credentials import drop_credentials_in_place
+from ..errors import ConfigError, RedactedError, retries_requested
+from .credentials import clean_in_place, loggable, redact_url, refuse_redacted_url
 from .litellm_errors import (
     LiteLLMBadRequest,
     LiteLLMClientSetupError,
+    LiteLLMClientSideError,
     ModelServerUnreachable,
     classify_litellm_error,
     client_setup_failure,
+    client_side_failure,
     connection_failure,
     error_body,
 )
 from .litellm_request import config_to_litellm, logged_request, tool_choice_to_openai, tools_to_openai
+from .scrub import Secrets, environment_secrets, scrubbed_error
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -100,10 +104,10 @@ def import_litellm() -> ModuleType:
     return litellm
 
 
-def _new_model_call(request: dict[str, Any]) -> ModelCall:
+def _new_model_call(request: dict[str, Any], secrets: Secrets) -> ModelCall:
     """Record the request (without credentials) on the active model event, so the transcript shows it even
     when the call then fails; outside a sample, a free-standing `ModelCall`."""
-    return set_active_model_event_call(logged_request(request))
+    return set_active_model_event_call(logged_request(request, secrets))
 
 
 class LiteLLMAPI(ModelAPI):
@@ -128,18 +132,27 @@ class LiteLLMAPI(ModelAPI):
         provider = model_name.split("/")[0] if "/" in model_name else "openai"
         self.connect_retries = _connect_retries(model_args.pop("connect_retries", DEFAULT_CONNECT_RETRIES))
         api_base = model_args.pop("api_base", None) or model_args.pop("base_url", None) or base_url
+        self.key_var = f"{provider.upper().replace('-', '_')}_API_KEY"
+        refuse_redacted_url(f"litellm/{model_name}", "api_base", api_base, self.key_var)
+        found: set[str] = set()
         super().__init__(
             model_name=model_name,
-            base_url=api_base,
+            # what Inspect logs as a role's base URL: without its credentials; the calls use `api_base`
+            base_url=redact_url(api_base, found) if isinstance(api_base, str) else api_base,
             api_key=model_args.pop("api_key", None) or api_key,
-            api_key_vars=[f"{provider.upper().replace('-', '_')}_API_KEY"],
+            api_key_vars=[self.key_var],
             config=config,
         )
+        self.api_base = api_base
+        """The endpoint as given, credentials included (`base_url` is its logged copy)."""
         self.provider = provider
         self.model_args = model_args  # everything, credentials included: the calls need them
+        loggable(model_args, found)
         logged = model_args_being_created()  # what Inspect will log as this model's args
         if logged is not None:
-            drop_credentials_in_place(logged)
+            clean_in_place(logged, found)
+        self.secrets = Secrets([*found, self.api_key, *environment_secrets()])
+        """Every configured secret value, scrubbed from what this provider hands to Inspect's log."""
         self._litellm = import_litellm()
 
     def connection_key(self) -> str:
@@ -147,11 +160,15 @@ class LiteLLMAPI(ModelAPI):
         return f"{self.provider}@{self.base_url or 'default'}"
 
     def should_retry(self, ex: Exception) -> bool | RetryDecision:
+        if isinstance(ex, RedactedError):
+            return ex.retry or False  # decided on the original, before its secrets were scrubbed
         return classify_litellm_error(ex) or False
 
     def is_auth_failure(self, ex: Exception) -> bool:
         import openai
 
+        if isinstance(ex, RedactedError):
+            return ex.auth_failure
         return isinstance(ex, openai.AuthenticationError)
 
     def request(
@@ -168,8 +185,8 @@ class LiteLLMAPI(ModelAPI):
             request["tool_choice"] = tool_choice_to_openai(tool_choice)
         request.update(config_to_litellm(config, has_tools=bool(tools)))
         request.update(self.model_args)  # -M wins over GenerateConfig
-        if self.base_url:
-            request["api_base"] = self.base_url
+        if self.api_base:
+            request["api_base"] = self.api_base
         if self.api_key:
             request["api_key"] = self.api_key
         # Every attempt has a deadline, stated in the request the transcript shows: LiteLLM 1.110 maps its
@@ -187,18 +204,47 @@ class LiteLLMAPI(ModelAPI):
         tool_choice: ToolChoice,
         config: GenerateConfig,
     ) -> tuple[ModelOutput | Exception, ModelCall]:
+        # the headers and body of this call's generate config are secrets too (Inspect logs that config itself:
+        # docs/grading.md#secrets-in-logs)
+        found: set[str] = set()
+        loggable({"extra_headers": config.extra_headers or {}, "extra_body": config.extra_body or {}}, found)
+        secrets = self.secrets | Secrets(found) if found else self.secrets
+        try:
+            output, call = await self._generate(input, tools, tool_choice, config, secrets)
+        except Exception as ex:
+            error = scrubbed_error(
+                ex, secrets, retry=self.should_retry(ex), auth_failure=self.is_auth_failure(ex)
+            )
+            if error is ex:
+                raise
+            traceback = ex.__traceback__
+        else:
+            if isinstance(output, Exception):
+                output = scrubbed_error(output, secrets)  # type: ignore[assignment]
+            return output, call
+        # outside the except block, so Python attaches no context: the original's text never reaches the log
+        raise error.with_traceback(traceback) from None
+
+    async def _generate(
+        self,
+        input: list[ChatMessage],
+        tools: list[ToolInfo],
+        tool_choice: ToolChoice,
+        config: GenerateConfig,
+        secrets: Secrets,
+    ) -> tuple[ModelOutput | Exception, ModelCall]:
         import openai
 
         request = self.request(await messages_to_openai(input), tools, tool_choice, config)
-        call = _new_model_call(request)
+        call = _new_model_call(request, secrets)
         start = time.monotonic()
         for attempt in range(self.connect_retries + 1):
             try:
                 response = await self._litellm.acompletion(**request)
                 break
             except openai.BadRequestError as ex:
-                call.set_error(error_body(ex), time.monotonic() - start)
-                return self._bad_request(ex), call
+                call.set_error(secrets.scrub_value(error_body(ex)), time.monotonic() - start)
+                return self._bad_request(ex, secrets), call
             except openai.APIError as ex:
                 # LiteLLM says only "Connection error.": name the endpoint that could not be reached, after a
                 # few quick tries (a server restarting); Inspect retries it further only if the user asked
@@ -214,11 +260,16 @@ class LiteLLMAPI(ModelAPI):
                         tries=attempt + 1,
                         retried=retries_requested(config),
                     ) from ex
-                # LiteLLM reports client set-up errors as a (retryable) 500: fail now instead
+                # LiteLLM reports client set-up errors and the HTTP client's own refusals (a ValueError: e.g. a
+                # URL with credentials beside an API key) as a (retryable) 500: fail now instead
                 setup = client_setup_failure(ex)
                 if setup is not None:
-                    call.set_error(error_body(setup), time.monotonic() - start)
-                    return LiteLLMClientSetupError(self.model_name, setup), call
+                    call.set_error(secrets.scrub_value(error_body(setup)), time.monotonic() - start)
+                    return LiteLLMClientSetupError(self.model_name, setup, self.key_var), call
+                local = client_side_failure(ex)
+                if local is not None:
+                    call.set_error(secrets.scrub_value(error_body(local)), time.monotonic() - start)
+                    return LiteLLMClientSideError(self.model_name, self.base_url, local), call
                 raise
         elapsed = time.monotonic() - start
         dumped = response.model_dump()
@@ -230,11 +281,11 @@ class LiteLLMAPI(ModelAPI):
             output.usage.total_cost = float(cost) if cost is not None else None
         return output, call
 
-    def _bad_request(self, ex: Exception) -> ModelOutput | Exception:
+    def _bad_request(self, ex: Exception, secrets: Secrets) -> ModelOutput | Exception:
         """Context overflow and content refusals are answers (as in Inspect's OpenAI provider); any other bad
         request fails the sample, with a message that names the model."""
         litellm = self._litellm
-        message = str(getattr(ex, "message", "") or ex)
+        message = secrets.scrub(str(getattr(ex, "message", "") or ex))
         if isinstance(ex, litellm.ContextWindowExceededError):
             return ModelOutput.from_content(self.model_name, message, stop_reason="model_length")
         if isinstance(ex, litellm.ContentPolicyViolationError):

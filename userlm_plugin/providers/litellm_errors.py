@@ -44,7 +44,13 @@ def classify_litellm_error(ex: BaseException) -> RetryDecision | None:
         # LiteLLM also wraps its own client-side bugs (an AttributeError while building the request) as a
         # connection error: retrying those would loop forever, so only a real network failure is transient
         return RetryDecision.transient() if network_failure(ex) is not None else None
+    if client_side_failure(ex) is not None:
+        return (
+            None  # the HTTP client refused the request before sending it (LiteLLM says 500): same every time
+        )
     status = getattr(ex, "status_code", None)
+    if isinstance(status, int) and status >= 500 and "validation error" in str(ex).lower():
+        return None  # llama-cpp-python's answer to a request it cannot parse: a 400 in all but its status
     if isinstance(status, int):
         if status == 429:
             return RetryDecision.rate_limit(retry_after=_retry_after(ex))
@@ -103,16 +109,68 @@ def client_setup_failure(ex: BaseException) -> Exception | None:
     return None
 
 
+_CLIENT_SIDE = (
+    ValueError,
+    TypeError,
+    AttributeError,
+    LookupError,
+    NotImplementedError,
+    AssertionError,
+)
+"""Plain Python errors behind a LiteLLM error: raised on our side of the wire, so they fail the same way again."""
+
+
+def client_side_failure(ex: BaseException) -> BaseException | None:
+    """The plain Python error (a `ValueError` from the HTTP client, an `AttributeError` in LiteLLM) behind a
+    LiteLLM error, when nothing was sent: e.g. aiohttp's "Cannot combine AUTHORIZATION header with ... credentials
+    encoded in URL" for an `api_base` with a password, which LiteLLM reports as a retryable 500. A network error
+    anywhere in the chain means the request did go out: then None."""
+    if network_failure(ex) is not None:
+        return None
+    seen: BaseException | None = ex.__cause__ or ex.__context__
+    for _ in range(12):
+        if seen is None:
+            return None
+        if isinstance(seen, _CLIENT_SIDE) and not type(seen).__module__.startswith(("openai", "litellm")):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class LiteLLMClientSetupError(Exception):
     """The request could not even be sent (missing credentials, bad client settings). Not retried."""
 
-    def __init__(self, model: str, cause: Exception) -> None:
+    def __init__(
+        self, model: str, cause: Exception, key_var: str = "the provider's API key variable"
+    ) -> None:
         self.model = model
         super().__init__(
-            f"litellm/{model}: the client could not send the request ({cause}). Set the provider's API key "
-            "variable, or pass the key (any string for a local OpenAI-compatible server): -M api_key=... reaches "
-            "--model only; for a role model put it in the role's model_args, e.g. "
-            f"--model-role 'user={{model: litellm/{model}, model_args: {{api_key: ...}}}}'."
+            f"litellm/{model}: the client could not send the request ({cause}). Set {key_var}, or pass the key "
+            "(any string for a local OpenAI-compatible server): -M api_key=... or --model-config reaches --model "
+            "only; for a role model put it in the role's model_args, e.g. "
+            f"--model-role 'user={{model: litellm/{model}, model_args: {{api_key: ...}}}}'. Under `inspect "
+            f"eval-retry` (which takes no -M) set {key_var}: keys are never written to the log, so the retried "
+            "run does not have the one the first run was given."
+        )
+
+
+class LiteLLMClientSideError(Exception):
+    """The HTTP client refused to send the request (LiteLLM reports it as a 500). Not retried: it would fail the
+    same way every time, and Inspect retries a 500 forever unless --max-retries/--timeout is set."""
+
+    def __init__(self, model: str, api_base: str | None, cause: BaseException) -> None:
+        self.model = model
+        where = api_base or "the provider's default endpoint"
+        hint = (
+            " The URL carries credentials (user:password@), which the client cannot send beside the API key's "
+            "Authorization header: take them out of the URL and pass the key with -M api_key=... or a header in "
+            "-M extra_headers=...."
+            if api_base and "@" in api_base.split("//", 1)[-1].split("/", 1)[0]
+            else ""
+        )
+        super().__init__(
+            f"litellm/{model}: the request to {where} failed in the client before anything was sent "
+            f"({type(cause).__name__}: {cause}); not retried.{hint}"
         )
 
 

@@ -1,7 +1,9 @@
 """Inspect's generate config and tools as `litellm.acompletion` arguments, and the request as it is logged.
 
-The logged copy (`logged_request`) never holds credentials: the api key, and every argument, header or body field
-whose name looks like a credential (`credentials.py`), is dropped from it; the call itself gets everything.
+The logged copy (`logged_request`) never holds credentials: the api key, every argument or body field whose name
+is a credential and every header not known to be harmless are dropped from it, URLs lose their userinfo and query
+values, and any configured secret left is scrubbed by value (`credentials.py`, `scrub.py`); the call itself gets
+everything.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 from inspect_ai.model import GenerateConfig
 from inspect_ai.tool import ToolChoice, ToolFunction, ToolInfo
 
-from .credentials import without_credentials
+from .credentials import loggable
+from .scrub import Secrets
 
 
 def tools_to_openai(tools: list[ToolInfo]) -> list[dict[str, Any]]:
@@ -97,6 +100,19 @@ def _loggable(value: Any) -> Any:
         return repr(value)
 
 
-def logged_request(request: dict[str, Any]) -> dict[str, Any]:
-    """What the transcript shows of a request: JSON-safe, without credentials."""
-    return {k: _loggable(v) for k, v in without_credentials(request).items()}
+CONVERSATION_KEYS = ("messages", "tools", "tool_choice")
+"""Request entries that are the conversation (logged by Inspect in the model event anyway): shown as they are."""
+
+
+def logged_request(request: dict[str, Any], secrets: Secrets | None = None) -> dict[str, Any]:
+    """What the transcript shows of a request: JSON-safe, without credentials, `secrets` scrubbed by value."""
+    secrets = secrets or Secrets()
+    settings = {k: v for k, v in request.items() if k not in CONVERSATION_KEYS}
+    cleaned = secrets.scrub_value({k: _loggable(v) for k, v in loggable(settings).items()})
+    logged: dict[str, Any] = {}
+    for key, value in request.items():  # in the request's order
+        if key in CONVERSATION_KEYS:
+            logged[key] = _loggable(value)
+        elif key in cleaned:
+            logged[key] = cleaned[key]
+    return logged

@@ -36,13 +36,17 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
+from .._inspect_compat import model_args_being_created
 from ..errors import (
     BackendUnavailableError,
     ConfigError,
     ModelLoadError,
+    RedactedError,
     RetryableBackendError,
     retries_requested,
 )
+from ..providers.credentials import clean_in_place, redact_url, refuse_redacted_url
+from ..providers.scrub import Secrets, environment_secrets, scrubbed_error
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
@@ -84,13 +88,23 @@ class UserLMAPI(ModelAPI):
         config: GenerateConfig = GenerateConfig(),  # noqa: B008 - Inspect's ModelAPI signature
         **model_args: Any,
     ) -> None:
+        refuse_redacted_url(f"userlm/{model_name}", "base_url", base_url, "USERLM_API_KEY")
+        found: set[str] = set()
         super().__init__(
             model_name=model_name,
-            base_url=base_url,
+            # what Inspect logs as a role's base URL: without its credentials; the backend uses `server_url`
+            base_url=redact_url(base_url, found) if isinstance(base_url, str) else base_url,
             api_key=api_key,
             api_key_vars=["HF_TOKEN"],
             config=config,
         )
+        self.server_url = base_url
+        """The server's URL as given, credentials included (`base_url` is its logged copy)."""
+        logged = model_args_being_created()  # what Inspect will log as this model's args (server_params, ...)
+        if logged is not None:
+            clean_in_place(logged, found)
+        self.secrets = Secrets([*found, api_key, *environment_secrets()])
+        """Every configured secret value, scrubbed from the errors this provider hands to Inspect's log."""
         settings = split_model_args(model_name, model_args, remote=base_url is not None)
         self.args, self.engine_settings, self.guardrails = settings.args, settings.engine, settings.guardrails
         self.remote_args = settings.remote
@@ -129,9 +143,10 @@ class UserLMAPI(ModelAPI):
 
             return RemoteBackend(
                 self.model_name,
-                self.base_url or "",
+                self.server_url or "",
                 self.api_key,
                 self.remote_args,
+                secrets=self.secrets,
                 revision=self.args.revision,
                 trust_remote_code=self.args.trust_remote_code,
                 chat_template=self.args.chat_template,
@@ -189,6 +204,8 @@ class UserLMAPI(ModelAPI):
 
     def should_retry(self, ex: Exception) -> Any:
         # remote: 429/5xx/timeouts retry, a dead server does not (remote.py); local errors never retry
+        if isinstance(ex, RedactedError):
+            return ex.retry or False  # decided on the original, before its secrets were scrubbed
         return self._backend.should_retry(ex) if self._backend is not None else False
 
     def _bans(self, backend: GenerationBackend, words: tuple[str, ...]) -> list[list[int]]:
@@ -223,6 +240,20 @@ class UserLMAPI(ModelAPI):
         tools: list[ToolInfo],
         tool_choice: ToolChoice,
         config: GenerateConfig,
+    ) -> tuple[ModelOutput, ModelCall]:
+        try:
+            return await self._generate(input, config)
+        except Exception as ex:
+            error = scrubbed_error(ex, self.secrets, retry=self.should_retry(ex))
+            if error is ex:
+                raise
+            traceback = ex.__traceback__
+        # outside the except block, so Python attaches no context: the original's text never reaches the log
+        # (a key the server echoed in its error; docs/grading.md#secrets-in-logs)
+        raise error.with_traceback(traceback) from None
+
+    async def _generate(
+        self, input: list[ChatMessage], config: GenerateConfig
     ) -> tuple[ModelOutput, ModelCall]:
         started = time.perf_counter()
         offload = _is_big(input)

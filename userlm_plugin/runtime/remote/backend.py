@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ...errors import BackendError, ConfigError, RetryableBackendError
+from ...providers.credentials import redact_url
+from ...providers.scrub import Secrets
 from ..guardrails import ban_pending, banned_next
 from ..prompt_encoding import encode_as_text
 from ..settings import RemoteArgs
 from ..template import stop_token_ids
 from ..types import Draft, DraftRequest, decode_new_tokens
-from .http import CompletionsClient
+from .http import API_KEY_ENV, CompletionsClient
 from .logprobs import EndLogprob, end_token_offset, read_end_logprob
 from .tokenizer import eos_ids_from_configs, load_tokenizer
 
 BAN_BIAS = -100.0
 """`logit_bias` value used as a ban (OpenAI's documented minimum)."""
-API_KEY_ENV = "USERLM_API_KEY"
 AUTO_END_LOGPROBS = 20
 """Top logprobs asked for when the `end_threshold` rule needs log P(end) (vLLM's default `max_logprobs`)."""
 
@@ -85,6 +86,7 @@ class RemoteBackend:
         revision: str | None = None,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -94,6 +96,10 @@ class RemoteBackend:
         self.model_name = model_name
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/completions"
+        self.shown_url = redact_url(self.url)
+        """The URL as errors and the transcript show it: without userinfo or query values (credentials.py)."""
+        key = api_key or os.environ.get(API_KEY_ENV)
+        self.secrets = (secrets or Secrets()) | Secrets([key])
         self.args = args
         self.server_model = args.server_model or model_name
         source = args.tokenizer or model_name
@@ -112,10 +118,11 @@ class RemoteBackend:
         self._special_ids = frozenset(self.tokenizer.all_special_ids)
         self.http = CompletionsClient(
             self.url,
-            api_key or os.environ.get(API_KEY_ENV),
+            key,
             args,
-            where=f"userlm/{model_name}",
+            where=f"userlm/{model_name} at {self.shown_url}",
             server_model=self.server_model,
+            secrets=self.secrets,
         )
         self._server_count: tuple[str, int] | None = None
         self.calls = 0
@@ -142,7 +149,7 @@ class RemoteBackend:
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "url": self.url,
+            "url": self.shown_url,
             "server_model": self.server_model,
             "prompt_format": self.args.prompt_format,
             "stop": self.stop_strings,
@@ -331,8 +338,8 @@ class RemoteBackend:
             finish_reason = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError) as error:
             raise BackendError(
-                f"userlm/{self.model_name}: {self.url} answered without choices[0].text ({str(data)[:300]}); "
-                "is it an OpenAI-compatible /v1/completions endpoint?"
+                f"userlm/{self.model_name}: {self.shown_url} answered without choices[0].text "
+                f"({self.secrets.scrub(str(data)[:300])}); is it an OpenAI-compatible /v1/completions endpoint?"
             ) from error
         usage = data.get("usage") or {}
         record = {

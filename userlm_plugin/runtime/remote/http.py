@@ -19,7 +19,11 @@ import weakref
 from typing import Any
 
 from ...errors import BackendError, BackendUnavailableError, RetryableBackendError, UpstreamRequestError
+from ...providers.scrub import Secrets
 from ..settings import RemoteArgs
+
+API_KEY_ENV = "USERLM_API_KEY"
+"""The variable the remote backend reads its key from when `-M api_key` is not given."""
 
 
 class _LoopState:
@@ -32,13 +36,23 @@ class CompletionsClient:
     """POSTs request bodies to `url`; `where` names the model and URL in every error."""
 
     def __init__(
-        self, url: str, api_key: str | None, args: RemoteArgs, *, where: str, server_model: str
+        self,
+        url: str,
+        api_key: str | None,
+        args: RemoteArgs,
+        *,
+        where: str,
+        server_model: str,
+        secrets: Secrets | None = None,
     ) -> None:
         self.url = url
         self.api_key = api_key
         self.args = args
         self.where = where
+        """The model and URL as every error names them (the URL without credentials: credentials.py)."""
         self.server_model = server_model
+        self.secrets = secrets or Secrets([api_key])
+        """Scrubbed by value from every server message quoted in an error (a server may echo the key)."""
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -70,7 +84,7 @@ class CompletionsClient:
         import httpx
 
         client = self._state().client
-        where = f"{self.where} at {self.url}"
+        where = self.where
         for attempt in range(self.args.connect_retries + 1):
             try:
                 response = await client.post(self.url, json=body)
@@ -91,6 +105,12 @@ class CompletionsClient:
                     "Inspect (bound it with --max-retries/--timeout; raise -M timeout= for slow servers)",
                     "transient",
                 ) from error
+            except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as error:
+                # our request cannot be sent (an API key with a newline, ...): the same every time, never retried
+                raise BackendError(
+                    f"{where}: the request cannot be sent ({type(error).__name__}: "
+                    f"{self.secrets.scrub(str(error))}); check -M base_url and -M api_key / {API_KEY_ENV}"
+                ) from None
             except httpx.TransportError as error:  # dropped connection, protocol error
                 raise RetryableBackendError(
                     f"{where}: connection failed mid-request ({type(error).__name__}: {error}); retried by Inspect",
@@ -102,14 +122,14 @@ class CompletionsClient:
                 data = response.json()
             except ValueError as error:
                 raise BackendError(
-                    f"{where}: answered 200 with a non-JSON body: {response.text[:300]}"
+                    f"{where}: answered 200 with a non-JSON body: {self.secrets.scrub(response.text[:300])}"
                 ) from error
             if not isinstance(data, dict):
                 raise BackendError(
-                    f"{where}: answered 200 with JSON that is not an object: {str(data)[:300]}"
+                    f"{where}: answered 200 with JSON that is not an object: {self.secrets.scrub(str(data)[:300])}"
                 )
             return data
-        message = error_message(response)
+        message = self.secrets.scrub(error_message(response))
         retry_after = retry_after_seconds(response)
         if status == 429:
             raise RetryableBackendError(f"{where}: rate limited (429): {message}", "rate_limit", retry_after)
@@ -118,6 +138,13 @@ class CompletionsClient:
         if (status >= 500 or status == 408) and not unparsable:
             raise RetryableBackendError(
                 f"{where}: server error {status}: {message}", "transient", retry_after
+            )
+        if status in (401, 403):
+            raise UpstreamRequestError(
+                f"{where}: the server refused the credentials ({status}): {message}. Pass the key with -M "
+                f"api_key=... (a role's model_args) or set {API_KEY_ENV}; under `inspect eval-retry`, which takes "
+                f"no -M, set {API_KEY_ENV}: keys are never written to the log, so the retried run does not have "
+                "the one the first run was given."
             )
         raise UpstreamRequestError(
             f"{where}: the server rejected the request ({status}): {message}. Check -M server_model (the "
@@ -154,4 +181,4 @@ def retry_after_seconds(response: Any) -> float | None:
         return None
 
 
-__all__ = ["CompletionsClient", "error_message", "retry_after_seconds"]
+__all__ = ["API_KEY_ENV", "CompletionsClient", "error_message", "retry_after_seconds"]
