@@ -75,3 +75,32 @@ def test_ask_user_helpers() -> None:
     [event] = transcript().events[before:]
     assert event.event == "input" and event.outcome == "accepted" and event.content == {"a": "x"}
     assert event.input == "Which?\n  a: x" and [f.name for f in event.fields] == ["a"]
+
+
+def test_base_url_logged_as_given_tells_the_main_model_from_a_role() -> None:
+    """Inspect logs the main model's explicit base URL itself (eval.model_base_url), a role's from the ModelAPI:
+    the providers refuse credentials only in the first (docs/grading.md#secrets-in-logs)."""
+    from inspect_ai._cli.util import parse_model_role_cli_args, parse_model_spec_cli_args
+    from inspect_ai.model import GenerateConfig, ModelAPI, get_model, modelapi
+    from inspect_ai.model._model import resolve_models
+
+    seen: list[bool] = []
+
+    @modelapi(name="compat_probe")
+    def probe() -> type[ModelAPI]:
+        class Probe(ModelAPI):
+            def __init__(self, model_name: str, base_url: str | None = None, **kwargs: object) -> None:
+                seen.append(compat.base_url_logged_as_given())
+                super().__init__(model_name, base_url=base_url, config=GenerateConfig())
+
+            async def generate(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+                raise NotImplementedError
+
+        return Probe
+
+    resolve_models("compat_probe/x", model_base_url="http://h/v1")  # --model, eval(model=...)
+    parse_model_spec_cli_args(("{model: compat_probe/x, base_url: 'http://h/v1'}",))  # --model-spec
+    assert seen == [True, True]
+    parse_model_role_cli_args(("user={model: compat_probe/x, model_args: {base_url: 'http://h/v1'}}",))
+    get_model("compat_probe/x", base_url="http://h/v1", memoize=False)  # a Model built in Python
+    assert seen == [True, True, False, False]

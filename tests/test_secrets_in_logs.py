@@ -455,3 +455,37 @@ def test_a_traceback_of_a_scrubbed_error_shows_no_secret() -> None:
     plain, ansi = format_traceback(type(info.value), info.value, info.value.__traceback__)
     assert "PermissionError: denied for ***" in plain and KEY not in plain and KEY not in ansi
     assert "raise PermissionError" in plain  # the frames are kept
+
+
+def test_a_main_model_base_url_with_credentials_is_refused(upstream: str, tmp_path: Path) -> None:
+    """Inspect writes `--model-base-url` to the log as given (eval.model_base_url), after the provider exists:
+    refused with the way that keeps the credentials out; a role's base URL (read from the provider) is fine."""
+    url = upstream.replace("http://", f"http://user:{CANARY}@") + "/v1"
+    with pytest.raises(UsageError, match=r"http://\*\*\*@.* carries credentials.*-M api_base=") as info:
+        eval(
+            Task(dataset=[Sample(input="hi")]),
+            model="litellm/openai/m",
+            model_base_url=url,
+            display="none",
+            log_dir=str(tmp_path),
+        )
+    assert CANARY not in str(info.value) and not list(tmp_path.glob("*.eval"))
+    role = get_model("litellm/openai/m", memoize=False, base_url=url, api_key="x")  # not the main model
+    assert role.api.base_url == upstream.replace("http://", "http://***@") + "/v1"
+
+
+def test_reports_never_print_credentials_even_from_an_older_log() -> None:
+    from types import SimpleNamespace
+
+    from userlm_plugin.report.runs import model_identity, model_label
+
+    old = SimpleNamespace(
+        eval=SimpleNamespace(
+            model="litellm/openai/m",
+            model_args={"api_base": f"http://user:{CANARY}@h:8/v1?key={KEY}"},
+            model_base_url=None,
+        )
+    )
+    identity = model_identity(old)
+    assert identity["api_base"] == "http://***@h:8/v1?key=***"
+    assert model_label(identity) == "litellm/openai/m (h:8)"

@@ -64,21 +64,45 @@ def task_function(name: str) -> Any | None:
     return registry_lookup("task", name)
 
 
-def model_args_being_created() -> dict[str, Any] | None:
-    """The `model_args` dict Inspect's `get_model` keeps on the `Model` it is creating, which Inspect logs as
-    `eval.model_args` (and a role's args); call it from a ModelAPI constructor to take credentials out of the
-    log. None when not called under `get_model` (the API was constructed directly)."""
+def _get_model_frame() -> Any | None:
+    """The frame of the Inspect `get_model` call that is creating a model right now (None outside one)."""
     import sys
 
     from inspect_ai.model._model import get_model
 
-    frame = sys._getframe(1)
+    frame = sys._getframe(2)
     while frame is not None:
         if frame.f_code is get_model.__code__:
-            args = frame.f_locals.get("model_args")
-            return args if isinstance(args, dict) else None
+            return frame
         frame = frame.f_back
     return None
+
+
+def model_args_being_created() -> dict[str, Any] | None:
+    """The `model_args` dict Inspect's `get_model` keeps on the `Model` it is creating, which Inspect logs as
+    `eval.model_args` (and a role's args); call it from a ModelAPI constructor to take credentials out of the
+    log. None when not called under `get_model` (the API was constructed directly)."""
+    frame = _get_model_frame()
+    args = frame.f_locals.get("model_args") if frame is not None else None
+    return args if isinstance(args, dict) else None
+
+
+_MAIN_MODEL_CREATORS = {
+    ("inspect_ai.model._model", "resolve_models.<locals>.resolve_model"),  # --model, eval(model="...")
+    ("inspect_ai._cli.util", "parse_model_spec_cli_args"),  # --model-spec
+    ("inspect_ai._eval.eval", "eval_retry_async"),  # eval-retry's model
+}
+
+
+def base_url_logged_as_given() -> bool:
+    """Whether Inspect is creating an eval's main model from a name, whose explicit base URL (`--model-base-url`)
+    it then writes to the log itself as `eval.model_base_url`, after the ModelAPI exists (a role's base URL is
+    read from the ModelAPI instead, which a provider can clean). Call it from a ModelAPI constructor."""
+    frame = _get_model_frame()
+    caller = frame.f_back if frame is not None else None
+    if caller is None:
+        return False
+    return (caller.f_globals.get("__name__"), caller.f_code.co_qualname) in _MAIN_MODEL_CREATORS
 
 
 def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
@@ -129,6 +153,7 @@ __all__ = [
     "PrerequisiteError",
     "active_generate_config",
     "agent_display_name",
+    "base_url_logged_as_given",
     "chain_steps",
     "is_registry_object",
     "load_tasks",

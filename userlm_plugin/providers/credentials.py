@@ -182,6 +182,18 @@ def refuse_redacted_url(model: str, name: str, url: Any, key_var: str) -> None:
         )
 
 
+def refuse_logged_base_url(model: str, base_url: Any, instead: str) -> None:
+    """Inspect writes an eval's main-model base URL (`--model-base-url`) to the log as given, before any provider
+    code runs; refuse one with credentials (`instead` says how else to pass them)."""
+    from .._inspect_compat import base_url_logged_as_given
+
+    if isinstance(base_url, str) and redact_url(base_url) != base_url and base_url_logged_as_given():
+        raise UsageError(
+            f"{model}: the base URL {redact_url(base_url)} carries credentials, and Inspect writes the main "
+            f"model's base URL (--model-base-url) to the log as it is (eval.model_base_url). {instead}"
+        )
+
+
 def _basic(user: str, password: str) -> str:
     """The `Authorization: Basic` form of a URL's userinfo (what a server may echo back)."""
     return base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()

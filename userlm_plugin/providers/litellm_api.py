@@ -49,7 +49,13 @@ from inspect_ai.tool import ToolChoice, ToolInfo
 
 from .._inspect_compat import model_args_being_created, set_active_model_event_call
 from ..errors import ConfigError, RedactedError, retries_requested
-from .credentials import clean_in_place, loggable, redact_url, refuse_redacted_url
+from .credentials import (
+    clean_in_place,
+    loggable,
+    redact_url,
+    refuse_logged_base_url,
+    refuse_redacted_url,
+)
 from .litellm_errors import (
     LiteLLMBadRequest,
     LiteLLMClientSetupError,
@@ -134,6 +140,12 @@ class LiteLLMAPI(ModelAPI):
         api_base = model_args.pop("api_base", None) or model_args.pop("base_url", None) or base_url
         self.key_var = f"{provider.upper().replace('-', '_')}_API_KEY"
         refuse_redacted_url(f"litellm/{model_name}", "api_base", api_base, self.key_var)
+        refuse_logged_base_url(
+            f"litellm/{model_name}",
+            base_url,
+            "Pass it as -M api_base=... instead (its credentials are then kept out of the log), or keep them out "
+            f"of the URL: -M api_key=... or {self.key_var}.",
+        )
         found: set[str] = set()
         super().__init__(
             model_name=model_name,

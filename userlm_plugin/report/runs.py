@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..providers.credentials import redact_url
 from ..records import conversation_from_store
 
 SINGLE_TURN = "single-turn"
@@ -114,7 +115,7 @@ def _user_role(log: Any) -> Any:
             "model": c.model,
             "args": c.args,
             "config": c.config.model_dump(exclude_none=True),
-            "base_url": c.base_url,
+            "base_url": _shown_url(c.base_url),
         }
         for c in configs
     ]
@@ -129,11 +130,17 @@ def model_identity(log: Any) -> dict[str, Any]:
     args = log.eval.model_args or {}
     identity = {
         "model": log.eval.model,
-        **{k: args[k] for k in MODEL_IDENTITY_ARGS if args.get(k) is not None},
+        **{k: _shown_url(args[k]) for k in MODEL_IDENTITY_ARGS if args.get(k) is not None},
     }
     if log.eval.model_base_url:
-        identity["base_url"] = log.eval.model_base_url
+        identity["base_url"] = _shown_url(log.eval.model_base_url)
     return _canonical(identity)
+
+
+def _shown_url(value: Any) -> Any:
+    """A URL as reports show it: without userinfo or query values, even from a log written before they were kept
+    out (docs/grading.md#secrets-in-logs)."""
+    return redact_url(value) if isinstance(value, str) and "://" in value else value
 
 
 def model_label(identity: dict[str, Any], full: bool = False) -> str:
@@ -149,7 +156,7 @@ def model_label(identity: dict[str, Any], full: bool = False) -> str:
         if key == "model_path" and not full:
             text = PurePath(text.rstrip("/")).name or text
         elif key in ("api_base", "base_url"):
-            text = urlparse(text).netloc or text
+            text = urlparse(text).netloc.rsplit("@", 1)[-1] or text
         qualifiers.append(text)
     return identity["model"] + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -115,6 +115,32 @@ class GuardrailConfig(BaseModel):
             return type(self).model_validate({**self.model_dump(), **overrides})
         except ValidationError as error:
             raise ConfigError(f'invalid guardrail setting(s) in extra_body["userlm"]: {error}') from error
+
+
+def check_overrides(overrides: Any, where: str) -> dict[str, Any]:
+    """Per-call guardrail overrides (a preset's or `userlm_user`'s `guardrails`), checked field by field against
+    `GuardrailConfig` (names, types, ranges) before any model runs, and returned with their values validated.
+    Rules between fields (`min_words <= max_words`) are checked when the provider merges them into its own
+    settings, which may differ from the defaults (`-M min_words=...`)."""
+    from pydantic import TypeAdapter
+
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: must be a mapping of guardrail settings, got {type(overrides).__name__}")
+    fields = GuardrailConfig.model_fields
+    unknown = sorted(str(name) for name in overrides if name not in fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown guardrail setting(s) {unknown}; valid: {sorted(fields)}")
+    checked: dict[str, Any] = {}
+    for name, value in overrides.items():
+        field = fields[name]
+        if name == "banned_first_words" and isinstance(value, str):
+            value = (value,)  # as GuardrailConfig reads it
+        try:
+            checked[name] = TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+        except ValidationError as error:
+            problem = "; ".join(dict.fromkeys(e["msg"] for e in error.errors(include_url=False)))
+            raise ConfigError(f"{where}: {name}: {problem}") from None
+    return checked
 
 
 _WS = re.compile(r"\s+")

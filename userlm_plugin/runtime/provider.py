@@ -45,7 +45,12 @@ from ..errors import (
     RetryableBackendError,
     retries_requested,
 )
-from ..providers.credentials import clean_in_place, redact_url, refuse_redacted_url
+from ..providers.credentials import (
+    clean_in_place,
+    redact_url,
+    refuse_logged_base_url,
+    refuse_redacted_url,
+)
 from ..providers.scrub import Secrets, environment_secrets, scrubbed_error
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
@@ -89,6 +94,13 @@ class UserLMAPI(ModelAPI):
         **model_args: Any,
     ) -> None:
         refuse_redacted_url(f"userlm/{model_name}", "base_url", base_url, "USERLM_API_KEY")
+        refuse_logged_base_url(
+            f"userlm/{model_name}",
+            base_url,
+            "Keep credentials out of the URL (-M api_key=... or USERLM_API_KEY), or use the model as a role, whose "
+            f"base URL is logged without them: --model-role 'user={{model: userlm/{model_name}, model_args: "
+            "{base_url: ...}}'.",
+        )
         found: set[str] = set()
         super().__init__(
             model_name=model_name,

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from .._paths import resolve_user_path
+from .._yaml import load_user_yaml
 from ..errors import ConfigError
 from .base import Simulator
 from .prompted import PromptedConfig, PromptedUser
@@ -124,9 +124,11 @@ def simulator_from_dict(settings: dict[str, Any], source: str = "simulator setti
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """A preset file's mapping: no YAML aliases, at most `MAX_USER_YAML_BYTES` (`_yaml.py`: a 1 KB file of
+    aliases can stand for gigabytes)."""
     if not path.is_file():
         raise ConfigError(f"Simulator preset file not found: {path} (cwd: {Path.cwd()})")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_user_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a simulator preset file must hold a mapping, got {type(data).__name__}")
     return data

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .._paths import resolve_user_path
+from ..errors import UsageError
 from ..records import conversation_from_store
 from ..turns import EndReason, UserTurn
 from ._common import ConfiguredSimulator
@@ -57,6 +58,27 @@ class FrozenConversation(BaseModel):
     simulator: str = ""
 
 
+class MissingLogError(UsageError, FileNotFoundError):
+    """The log to replay does not exist (a `FileNotFoundError` too, for callers that catch that)."""
+
+
+def _read_log(path: Path) -> Any:
+    """The log, or one line naming the file when it cannot be read: a truncated zip, a log still being written,
+    a JSON file that is not an Inspect log. Whatever Inspect's reader raises, the reason is the file, so the
+    one-line error replaces its traceback (hundreds of lines from inside the zip and JSON readers)."""
+    from inspect_ai.log import read_eval_log
+
+    try:
+        return read_eval_log(str(path))
+    except Exception as error:  # any failure to parse means the file is not a readable log
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise UsageError(
+            f"replay_user: {path} is not a readable Inspect log ({type(error).__name__}"
+            f"{': ' + reason if reason else ''}). Is it truncated or still being written? Replay a finished "
+            "log (.eval or .json) from `inspect eval`."
+        ) from None
+
+
 def _key(sample_id: Any) -> str:
     # sample ids may be int in one place and str in another (CLI --sample-id, JSON logs)
     return str(sample_id)
@@ -68,12 +90,10 @@ def load_frozen_turns(log: str | Path) -> tuple[dict[tuple[str, int], FrozenConv
     Also returns the source run's identity (task, model, simulator, simulator_config) for the replay's
     own config, so logs and reports show what was replayed.
     """
-    from inspect_ai.log import read_eval_log
-
     path = resolve_user_path(log)
-    if not path.exists():
-        raise FileNotFoundError(f"replay_user(log={str(log)!r}): no such log file.")
-    eval_log = read_eval_log(str(path))
+    if not path.is_file():
+        raise MissingLogError(f"replay_user(log={str(log)!r}): no such log file ({path}).")
+    eval_log = _read_log(path)
     frozen: dict[tuple[str, int], FrozenConversation] = {}
     simulators: set[str] = set()
     configs: list[dict] = []
@@ -94,7 +114,7 @@ def load_frozen_turns(log: str | Path) -> tuple[dict[tuple[str, int], FrozenConv
         if conversation.simulator_config and conversation.simulator_config not in configs:
             configs.append(conversation.simulator_config)
     if not frozen:
-        raise ValueError(
+        raise UsageError(
             f"replay_user(log={str(log)!r}): the log has no simulated conversations (no `Conversation` turns "
             "in any sample store). Replay a log made with the simulated_user solver."
         )

@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from inspect_ai.model import ChatMessage, ChatMessageSystem, ModelOutput
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ..runtime.guardrails import check_overrides
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY, EndReason, Rejection, UserTurn
 from ._common import ConfiguredSimulator, ModelSettings
 from .base import SimulationContext
@@ -37,8 +38,14 @@ class UserLMConfig(ModelSettings):
     )  # model card / paper §4 (not generation_config's 0.9)
     max_tokens: int | None = Field(default=256, gt=0)
     guardrails: dict[str, Any] | None = None
-    """Per-call guardrail overrides for the `userlm/` provider (sent as `extra_body={"userlm": {...}}`); the
-    provider validates the keys. None: the provider's defaults (the paper's four guardrails)."""
+    """Per-call guardrail overrides for the `userlm/` provider (sent as `extra_body={"userlm": {...}}`), checked
+    here field by field against `GuardrailConfig` (names, types, ranges). None: the provider's defaults (the
+    paper's four guardrails)."""
+
+    @field_validator("guardrails", mode="before")
+    @classmethod
+    def _typed_guardrails(cls, value: Any) -> Any:
+        return None if value is None else check_overrides(value, "guardrails")
 
 
 class UserLMUser(ConfiguredSimulator[UserLMConfig]):
@@ -120,4 +127,8 @@ def userlm_user(
         seed: Base seed; each sample/epoch/turn gets a seed derived from it (or from the eval's `--seed`).
         guardrails: Guardrail overrides passed to the `userlm/` provider via `extra_body={"userlm": ...}`.
     """
+    if (
+        guardrails is not None
+    ):  # a ConfigError naming the setting (pydantic's own error would print the input)
+        guardrails = check_overrides(guardrails, "guardrails")
     return UserLMUser(UserLMConfig(**locals()))
