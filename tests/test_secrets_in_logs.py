@@ -215,6 +215,50 @@ def test_headers_and_body_fields_outside_the_word_list_are_kept_out_but_sent(
     assert "trace-1" in text and "X-Session" not in text
 
 
+DEBUG_RUN = """
+import sys
+
+from inspect_ai import Task, eval
+from inspect_ai.dataset import Sample
+from inspect_ai.solver import generate
+
+url, key, session, log_dir = sys.argv[1:]
+eval(
+    Task(dataset=[Sample(input="hi", id="s1")], solver=generate()),
+    model="litellm/openai/m",
+    model_args={"api_base": url, "api_key": key, "extra_headers": {"X-Session": session}},
+    log_dir=log_dir,
+    log_level="debug",
+    log_level_transcript="debug",
+    display="none",
+)
+"""
+
+
+def test_debug_records_of_the_libraries_are_scrubbed_too(upstream: str, tmp_path: Path) -> None:
+    """With `--log-level debug` Inspect copies LiteLLM's records into the sample, and they print the whole
+    request. Its own process: Inspect sets the log levels once per process."""
+    import subprocess
+    import sys
+
+    from inspect_ai.log import read_eval_log
+
+    subprocess.run(
+        [sys.executable, "-c", DEBUG_RUN, f"{upstream}/v1", KEY, SESSION, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+        cwd=Path(__file__).parents[1],
+    )
+    [path] = list(tmp_path.glob("*.eval"))
+    [sample] = read_eval_log(str(path)).samples or []
+    records = [
+        e.message.message for e in sample.events if e.event == "logger" and e.message.name == "LiteLLM"
+    ]
+    assert any("litellm.acompletion(" in r and "'X-Session': '***'" in r for r in records)  # the request...
+    assert_no_canary(tmp_path, KEY, SESSION)  # ... without its secrets
+
+
 def test_model_config_file_gets_the_same_rule(upstream: str, tmp_path: Path) -> None:
     """`--model-config` (here `model_args=<file>`, the same code path): a YAML file of model args."""
     config = tmp_path / "model.yaml"
@@ -307,6 +351,64 @@ async def test_userlm_errors_keep_their_class_and_retry_after_scrubbing(
     assert type(copy) is RetryableBackendError and copy.kind == "rate_limit" and copy.retry_after == 2.0
     assert str(copy) == "server error 503: *** is busy"
     assert model.api.should_retry(copy).kind == "rate_limit"  # type: ignore[union-attr]
+
+
+# ---- deterministic failures are never retried (Inspect retries a transient error forever by default) ---------
+
+
+@pytest.fixture(scope="module")
+def failing_server() -> Iterator[str]:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def fail(request: Request) -> JSONResponse:
+        if request.path_params["mode"] == "invalid":  # llama-cpp-python's answer to a body it cannot parse
+            return JSONResponse(
+                {"error": {"message": "1 validation error for request: prompt"}}, status_code=500
+            )
+        return JSONResponse({"error": {"message": "overloaded"}}, status_code=500)
+
+    app = Starlette(routes=[Route("/{mode}/{rest:path}", fail, methods=["POST"])])
+    with app_in_thread(app) as url:
+        yield url
+
+
+async def test_litellm_retries_a_server_500_but_not_a_request_it_cannot_send(failing_server: str) -> None:
+    from inspect_ai.model import ChatMessageUser
+
+    async def outcome(url: str, key: str) -> Any:
+        model = get_model("litellm/openai/m", memoize=False, api_base=url, api_key=key)
+        try:
+            output, _ = await model.api.generate(
+                [ChatMessageUser(content="hi")], [], "auto", GenerateConfig()
+            )
+        except Exception as ex:
+            output = ex
+        assert isinstance(output, Exception)
+        return output, model.api.should_retry(output)
+
+    error, decision = await outcome(f"{failing_server}/busy/v1", "key-1")
+    assert isinstance(decision, RetryDecision) and decision.kind == "transient"  # a real 500 may heal
+    error, decision = await outcome(f"{failing_server}/invalid/v1", "key-1")
+    assert not decision and "validation error" in str(error)
+    error, decision = await outcome(f"{failing_server}/busy/v1", "key\nwith-a-newline")  # never sent
+    assert not decision and "failed in the client before anything was sent" in str(error)
+
+
+async def test_userlm_does_not_retry_a_request_it_cannot_send(
+    failing_server: str, tiny_userlm_dir: Path
+) -> None:
+    model = userlm_role(f"{failing_server}/busy/v1", tiny_userlm_dir, api_key="key\nwith-a-newline")
+    messages = [ChatMessageSystem(content="You want a sort function."), ChatMessageAssistant(content="Hi")]
+    with pytest.raises(Exception) as info:
+        await model.api.generate(messages, [], "none", GenerateConfig(seed=1))
+    assert "the request cannot be sent" in str(info.value) and not model.api.should_retry(info.value)
+    busy = userlm_role(f"{failing_server}/busy/v1", tiny_userlm_dir)
+    with pytest.raises(RetryableBackendError, match="server error 500: overloaded") as error:
+        await busy.api.generate(messages, [], "none", GenerateConfig(seed=1))
+    assert busy.api.should_retry(error.value).kind == "transient"
 
 
 # ---- eval-retry ---------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from .litellm_errors import (
     error_body,
 )
 from .litellm_request import config_to_litellm, logged_request, tool_choice_to_openai, tools_to_openai
-from .scrub import Secrets, environment_secrets, scrubbed_error
+from .scrub import Secrets, environment_secrets, register_secrets, scrubbed_error
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -165,6 +165,7 @@ class LiteLLMAPI(ModelAPI):
             clean_in_place(logged, found)
         self.secrets = Secrets([*found, self.api_key, *environment_secrets()])
         """Every configured secret value, scrubbed from what this provider hands to Inspect's log."""
+        register_secrets(self.secrets)  # and from the libraries' log records
         self._litellm = import_litellm()
 
     def connection_key(self) -> str:
@@ -221,6 +222,8 @@ class LiteLLMAPI(ModelAPI):
         found: set[str] = set()
         loggable({"extra_headers": config.extra_headers or {}, "extra_body": config.extra_body or {}}, found)
         secrets = self.secrets | Secrets(found) if found else self.secrets
+        if found:
+            register_secrets(secrets)
         try:
             output, call = await self._generate(input, tools, tool_choice, config, secrets)
         except Exception as ex:

@@ -14,6 +14,7 @@ Values shorter than `MIN_SCRUB_CHARS` are not scrubbed by value (an `api_key=x` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -78,6 +79,57 @@ class Secrets:
         if isinstance(value, list | tuple):
             return type(value)(self.scrub_value(v) for v in value)
         return value
+
+
+LIBRARY_LOGGERS = (
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "openai",
+    "openai._base_client",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "aiohttp.client",
+)
+"""The loggers the libraries our providers call write to (a filter applies to records created at its own logger,
+not its children's, so each is named). Inspect copies log records into the sample's transcript (at
+`--log-level-transcript` and above, once the root level lets them through), and LiteLLM's debug records print
+each request, headers included."""
+
+_registered = Secrets()
+
+
+class _ScrubRecords(logging.Filter):
+    """Scrubs every registered secret (and URL credentials) from a record's message before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _registered
+        message = record.getMessage()
+        clean = secrets.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if chain_holds_secret(error, secrets):
+                record.msg = f"{record.msg} ({_describe(error, secrets)})"
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+_FILTER = _ScrubRecords()
+
+
+def register_secrets(secrets: Secrets) -> None:
+    """Add a provider's secrets to those scrubbed from the libraries' log records (process-wide: a record does not
+    say which model it is about)."""
+    global _registered
+    if not secrets.values <= _registered.values:
+        _registered = _registered | secrets
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 def exception_chain(ex: BaseException) -> Iterator[BaseException]:
@@ -164,10 +216,12 @@ def scrubbed_error(
 
 
 __all__ = [
+    "LIBRARY_LOGGERS",
     "MIN_SCRUB_CHARS",
     "Secrets",
     "chain_holds_secret",
     "environment_secrets",
     "exception_chain",
+    "register_secrets",
     "scrubbed_error",
 ]

@@ -51,7 +51,7 @@ from ..providers.credentials import (
     refuse_logged_base_url,
     refuse_redacted_url,
 )
-from ..providers.scrub import Secrets, environment_secrets, scrubbed_error
+from ..providers.scrub import Secrets, environment_secrets, register_secrets, scrubbed_error
 from ..turns import END_CONVERSATION, USERLM_METADATA_KEY
 from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
@@ -117,6 +117,7 @@ class UserLMAPI(ModelAPI):
             clean_in_place(logged, found)
         self.secrets = Secrets([*found, api_key, *environment_secrets()])
         """Every configured secret value, scrubbed from the errors this provider hands to Inspect's log."""
+        register_secrets(self.secrets)  # and from the libraries' log records
         settings = split_model_args(model_name, model_args, remote=base_url is not None)
         self.args, self.engine_settings, self.guardrails = settings.args, settings.engine, settings.guardrails
         self.remote_args = settings.remote
