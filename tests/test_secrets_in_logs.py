@@ -591,3 +591,20 @@ def test_reports_never_print_credentials_even_from_an_older_log() -> None:
     identity = model_identity(old)
     assert identity["api_base"] == "http://***@h:8/v1?key=***"
     assert model_label(identity) == "litellm/openai/m (h:8)"
+
+
+def test_settings_named_like_credentials_are_kept(upstream: str, tiny_userlm_dir: Path) -> None:
+    """`userlm/`'s own validated settings are not secrets (`end_token`), nor is a value without text in it."""
+    model = userlm_role(
+        f"{upstream}/v1",
+        tiny_userlm_dir,
+        end_token="<|endconversation|>",
+        server_params={"api_token": "tok-12345678"},
+    )
+    assert model.model_args["end_token"] == "<|endconversation|>" and model.model_args["server_params"] == {}
+    assert (
+        "<|endconversation|>" not in model.api.secrets.values and "tok-12345678" in model.api.secrets.values
+    )
+    assert loggable({"extra_body": {"stop_token_ids": [2, 3], "token": "t"}}) == {
+        "extra_body": {"stop_token_ids": [2, 3]}
+    }

@@ -8,8 +8,8 @@ list; docs/grading.md#secrets-in-logs):
    `credentials`, `password`, `passwords`, `passwd`, `pwd`, `passphrase`, `authorization`, `auth`, `cookie`,
    `signature`, `sig` or `jwt`, or a run-together form such as `apikey`, `accesstoken`, `clientsecret`. So
    `api_key`, `aws_secret_access_key`, `azure_ad_token`, `vertex_credentials`, `extra_body.sig` are credentials;
-   `max_tokens`, `max_completion_tokens` (plural `tokens` counts things), `top_k`, `keep_alive` are not. A number,
-   bool or None is never a credential, whatever its name.
+   `max_tokens`, `max_completion_tokens` (plural `tokens` counts things), `top_k`, `keep_alive` are not. A value
+   with no text in it (a number, bool, None, or containers of those) is never a credential, whatever its name.
 2. **Headers.** Inside a mapping whose name ends in `headers` (`extra_headers`, `headers`, `default_headers`), every
    entry is a credential unless its name is on `HARMLESS_HEADERS` (content negotiation, tracing ids, API
    versions): a header is how servers take credentials, and its name says nothing reliable (`X-Session`).
@@ -97,10 +97,21 @@ def words(name: str) -> list[str]:
 
 
 def is_credential(name: Any, value: Any = "") -> bool:
-    """True when `name` (a model argument or body field) holds a credential by its name (rule 1)."""
-    if not isinstance(name, str) or value is None or isinstance(value, bool | int | float):
+    """True when `name` (a model argument or body field) holds a credential by its name (rule 1). A value without
+    any text in it (a number, bool, None, or containers of those: `stop_token_ids=[2]`) never is."""
+    if not isinstance(name, str) or not _has_text(value):
         return False
     return any(w in CREDENTIAL_WORDS or RUN_TOGETHER.match(w) for w in words(name))
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return any(_has_text(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_text(v) for v in value)
+    return not (value is None or isinstance(value, bool | int | float))
 
 
 def is_header_map(name: Any) -> bool:
@@ -236,13 +247,20 @@ def without_credentials(value: Any) -> Any:
     return loggable(value)
 
 
-def clean_in_place(args: dict[str, Any], found: set[str] | None = None) -> list[str]:
+def clean_in_place(
+    args: dict[str, Any], found: set[str] | None = None, *, settings: frozenset[str] = frozenset()
+) -> list[str]:
     """Apply `loggable` to `args` itself (top level; nested containers are replaced by cleaned copies, so objects
-    shared with the caller are not changed). Returns the names of the top-level entries dropped or changed."""
+    shared with the caller are not changed). Names in `settings` are a provider's own validated settings, never
+    credentials by name (`userlm/`'s `end_token`), though URLs in them are still redacted. Returns the names of
+    the top-level entries dropped or changed."""
     found = found if found is not None else set()
     touched = []
     for name in list(args):
-        cleaned = loggable({name: args[name]}, found)
+        if name in settings:
+            cleaned = {name: loggable(args[name], found)}
+        else:
+            cleaned = loggable({name: args[name]}, found)
         if name not in cleaned:
             del args[name]
             touched.append(name)

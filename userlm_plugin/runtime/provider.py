@@ -57,7 +57,7 @@ from .drafting import TurnPlan, TurnResult, draft_turn
 from .guardrails import DraftContext, first_token_ban_sequences
 from .hub import check_offline_hub_id
 from .prompt_encoding import EncodedPrompt, encode_as_text, encode_rendered
-from .settings import split_model_args
+from .settings import split_model_args, valid_model_args
 from .template import (
     RenderedPrompt,
     UserLMInput,
@@ -113,8 +113,8 @@ class UserLMAPI(ModelAPI):
         self.server_url = base_url
         """The server's URL as given, credentials included (`base_url` is its logged copy)."""
         logged = model_args_being_created()  # what Inspect will log as this model's args (server_params, ...)
-        if logged is not None:
-            clean_in_place(logged, found)
+        if logged is not None:  # our settings are not secrets (`end_token`); `server_params` may hold some
+            clean_in_place(logged, found, settings=frozenset(valid_model_args()) - {"server_params"})
         self.secrets = Secrets([*found, api_key, *environment_secrets()])
         """Every configured secret value, scrubbed from the errors this provider hands to Inspect's log."""
         register_secrets(self.secrets)  # and from the libraries' log records
