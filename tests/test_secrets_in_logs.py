@@ -608,3 +608,20 @@ def test_settings_named_like_credentials_are_kept(upstream: str, tiny_userlm_dir
     assert loggable({"extra_body": {"stop_token_ids": [2, 3], "token": "t"}}) == {
         "extra_body": {"stop_token_ids": [2, 3]}
     }
+
+
+def test_library_log_records_are_scrubbed_with_their_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from userlm_plugin.providers.scrub import register_secrets
+
+    register_secrets(Secrets(["rec-secret-0042"]))
+    with caplog.at_level(logging.DEBUG, logger="LiteLLM"):
+        logging.getLogger("LiteLLM").debug("sending %s to http://u:pw@h/v1", "rec-secret-0042")
+        try:
+            raise ValueError("bad key rec-secret-0042")
+        except ValueError:
+            logging.getLogger("LiteLLM").exception("call failed (100%)")
+    first, second = caplog.records
+    assert first.getMessage() == "sending *** to http://***@h/v1"
+    assert second.getMessage() == "call failed (100%) (ValueError: bad key ***)" and second.exc_info is None

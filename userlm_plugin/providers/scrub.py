@@ -105,15 +105,17 @@ class _ScrubRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = _registered
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: logging reports it later, as it would without us
+            return True
         clean = secrets.scrub(message)
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and chain_holds_secret(error, secrets):
+            clean = f"{clean} ({_describe(error, secrets)})"  # the traceback would print the original's text
+            record.exc_info, record.exc_text = None, None
         if clean != message:
             record.msg, record.args = clean, ()
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            if chain_holds_secret(error, secrets):
-                record.msg = f"{record.msg} ({_describe(error, secrets)})"
-                record.exc_info, record.exc_text = None, None
         return True
 
 
