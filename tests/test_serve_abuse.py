@@ -177,6 +177,12 @@ async def test_a_chunked_body_over_the_cap_is_refused_while_streaming(make_app) 
         ),
         (json.dumps(body(userlm={"max_retries": 1e9})).encode(), "userlm.max_retries", "[0, 10]"),
         (json.dumps(body(userlm={"max_retries": "5"})).encode(), "userlm.max_retries", "[0, 10]"),
+        (json.dumps(body(userlm={"min_words": "many"})).encode(), "userlm", "min_words"),
+        (
+            json.dumps(body(userlm={"repetition_min_span_words": -3})).encode(),
+            "userlm",
+            "repetition_min_span_words",
+        ),
         (json.dumps(body(seed=10**30)).encode(), "seed", "2**63"),
         (json.dumps(body(messages=[])).encode(), "messages", "non-empty"),
         (
@@ -568,3 +574,13 @@ def test_the_api_key_comes_from_the_flag_the_file_or_the_environment(tmp_path) -
     ):
         with pytest.raises(ConfigError, match=needle):
             resolve_api_key(flag, file, env)
+
+
+def test_serve_model_args_refuse_yaml_aliases() -> None:
+    """`-M` values are YAML (as in Inspect); an alias could stand for gigabytes, so it is refused, naming the -M."""
+    from userlm_plugin.errors import ConfigError
+    from userlm_plugin.serve.cli import parse_model_args
+
+    assert parse_model_args(["max_words=30", "device=cpu"]) == {"max_words": 30, "device": "cpu"}
+    with pytest.raises(ConfigError, match=r"-M banned_first_words: line 1: YAML aliases"):
+        parse_model_args(["banned_first_words=[&a [x, x], *a, *a]"])

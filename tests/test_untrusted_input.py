@@ -53,7 +53,7 @@ def test_a_billion_laughs_preset_is_refused_at_the_first_alias(tmp_path: Path) -
         load_simulator(str(path))
     assert time.monotonic() - started < 2
     assert str(info.value) == (
-        f"{path}: line 2: YAML aliases (*l0) are not accepted in a preset file (one alias can stand for "
+        f"{path}: line 2: YAML aliases (*l0) are not accepted (one alias can stand for "
         "gigabytes); write the value out where it is used."
     )
 

@@ -29,7 +29,7 @@ class _NoAliasLoader(yaml.SafeLoader):
             event = self.peek_event()
             raise ConfigError(
                 f"{self.name}: line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted "
-                "in a preset file (one alias can stand for gigabytes); write the value out where it is used."
+                "(one alias can stand for gigabytes); write the value out where it is used."
             )
         return super().compose_node(parent, index)
 
@@ -42,18 +42,23 @@ def load_user_yaml(path: Path) -> Any:
         raise ConfigError(
             f"{path}: {size:,} bytes is more than a preset file may hold ({MAX_USER_YAML_BYTES:,} bytes)."
         )
-    text = path.read_text(encoding="utf-8", errors="replace")
+    return load_user_yaml_text(path.read_text(encoding="utf-8", errors="replace"), str(path))
+
+
+def load_user_yaml_text(text: str, name: str) -> Any:
+    """The data in YAML text a user wrote (a preset file's, a `-M key=value` value); a `ConfigError` naming `name`
+    for text that is not YAML or uses aliases."""
     loader = _NoAliasLoader(text)
-    loader.name = str(path)
+    loader.name = name
     try:
         return loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}: {where}not valid YAML ({problem}).") from None
+        raise ConfigError(f"{name}: {where}not valid YAML ({problem}).") from None
     finally:
         loader.dispose()
 
 
-__all__ = ["MAX_USER_YAML_BYTES", "load_user_yaml"]
+__all__ = ["MAX_USER_YAML_BYTES", "load_user_yaml", "load_user_yaml_text"]

@@ -32,18 +32,16 @@ EXIT_GRACE_S = 5.0
 
 
 def parse_model_args(items: list[str] | None) -> dict[str, Any]:
-    """`["key=value", ...]` -> dict, values YAML-parsed (`max_words=30` -> 30, `device=cpu` -> "cpu")."""
-    import yaml
+    """`["key=value", ...]` -> dict, values YAML-parsed (`max_words=30` -> 30, `device=cpu` -> "cpu"), aliases
+    refused as in preset files (userlm_plugin/_yaml.py)."""
+    from .._yaml import load_user_yaml_text
 
     args: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"-M expects key=value, got {item!r}")
-        try:
-            args[key.strip()] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError as error:
-            raise ConfigError(f"-M {key.strip()}: the value is not valid YAML ({error})") from error
+        args[key.strip()] = load_user_yaml_text(value, f"-M {key.strip()}") if value else ""
     return args
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from ..errors import ConfigError
 from ..turns import USERLM_METADATA_KEY
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -225,7 +226,12 @@ def _guardrails(body: dict[str, Any], limits: ServeLimits) -> dict[str, Any] | N
         )
     if "banned_first_words" in guardrails:
         _banned_words(guardrails["banned_first_words"], limits)
-    return guardrails
+    from ..runtime.guardrails import check_overrides
+
+    try:  # every field's type and range, so a bad value is this request's 400 naming the field
+        return check_overrides(guardrails, USERLM_METADATA_KEY)
+    except ConfigError as error:
+        raise RequestError(str(error), param=USERLM_METADATA_KEY) from None
 
 
 def _banned_words(words: Any, limits: ServeLimits) -> None:
