@@ -5,9 +5,10 @@ one sample at a time and samples in parallel (what Inspect does across samples, 
 
 Each canonical solution is one sample (check(candidate) = 1 test). "round 1" is the frozen copy of round 1's
 launcher and harness in bench/round1_grading/ (candidate and harness in one interpreter; NOT used by the
-package); "isolated" is `runner.run_tests` (trusted launcher + confined worker, its own uid when root). Both run
-in the same process, interleaved (AB, then BA, ...), so machine load hits both alike; the ratio is the figure to
-read (the isolated runner must stay within 1.5x).
+package); "user" and "namespace" are `runner.run_tests` (trusted launcher + confined worker) forced to that
+isolation level (both need a root launcher; namespace needs bubblewrap). All run in the same process,
+interleaved (ABC, then CBA, ...), so machine load hits them alike; the ratios are the figures to read (the
+namespaced runner must stay within 1.5x of the user level, the runner before namespaces).
 """
 
 from __future__ import annotations
@@ -23,21 +24,25 @@ from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.evals.sharded.dataset import code_sample
 from userlm_plugin.evals.sharded.humaneval import load_humaneval
 from userlm_plugin.scoring.answers.code import build_spec, extract_function
-from userlm_plugin.scoring.answers.runner import TestSpec, run_tests
+from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
 
 sys.path.insert(0, str(Path(__file__).parent))
 from round1_grading.run import run_round1  # noqa: E402 - a sibling folder of this script
 
 
-async def _isolated(spec: TestSpec, env: LocalSandboxEnvironment) -> bool:
-    return (await run_tests(spec, env=env)).passed
+async def _user(spec: TestSpec, env: LocalSandboxEnvironment) -> bool:
+    return (await run_tests(spec, RunLimits(isolation="user"), env=env)).passed
+
+
+async def _namespace(spec: TestSpec, env: LocalSandboxEnvironment) -> bool:
+    return (await run_tests(spec, RunLimits(isolation="namespace"), env=env)).passed
 
 
 async def _round1(spec: TestSpec, env: LocalSandboxEnvironment) -> bool:
     return await run_round1(spec.program, spec.check or "", spec.entry_point or "", env)
 
 
-RUNNERS = {"round 1": _round1, "isolated": _isolated}
+RUNNERS = {"round 1": _round1, "user": _user, "namespace": _namespace}
 
 
 async def timed(runner, specs: list[TestSpec], parallel: int) -> tuple[float, int]:
@@ -78,8 +83,17 @@ def main() -> None:
         for name in RUNNERS:
             seconds = totals[name] / args.repeats
             print(f"{label:<14}{name:<10}{passed[name]:>8}{seconds:>9.2f}{len(specs) / seconds:>11.1f}")
-        print(f"{label:<14}{'ratio':<10}{'':>8}{totals['isolated'] / totals['round 1']:>9.2f}x")
+        for ratio, (a, b) in {
+            "ns/user": ("namespace", "user"),
+            "ns/round1": ("namespace", "round 1"),
+        }.items():
+            print(f"{label:<14}{ratio:<10}{'':>8}{totals[a] / totals[b]:>9.2f}x")
+
+
+def _load_at_end() -> None:
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
     main()
+    _load_at_end()

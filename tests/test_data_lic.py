@@ -1,6 +1,7 @@
 """Lost in Conversation loading/validation and sample building (tests/fixtures/lic_mini.json, written by hand
 in the real schema) and the offline HumanEval source."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from userlm_plugin.evals.sharded.dataset import code_sample, math_sample, templa
 from userlm_plugin.evals.sharded.humaneval import load_humaneval
 from userlm_plugin.evals.sharded.lic import expand_sources, load_lic
 from userlm_plugin.evals.sharded.task import assistant_prompt
+from userlm_plugin.scoring.answers.hidden_tests import code_tests_of, digest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lic_mini.json"
 
@@ -108,9 +110,12 @@ def test_samples_per_setting() -> None:
     recap = code_sample(record, "recap").metadata["turns"][-1]
     assert recap.startswith("Just to recapitulate, the entire task is:\n\n" + HUMANEVAL_WRAPPER_HEAD)
     assert recap.endswith("Now please complete the task correctly taking all the information into account.")
-    assert full["code_tests"]["mode"] == "functional" and len(full["code_tests"]["public"]) == 3
+    assert "code_tests" not in full  # the tests stay out of the metadata, so out of the log
+    tests = code_tests_of(full)
+    assert tests["mode"] == "functional" and len(tests["public"]) == 3
+    assert full["code_tests_sha256"] == digest(tests)
     lcb = code_sample(load_lic("code", data=FIXTURE).records[1], "full").metadata
-    assert lcb["code_tests"]["private"] and "starter code" in lcb["instruction"]
+    assert code_tests_of(lcb)["private"] and "starter code" in lcb["instruction"]
     math = math_sample(load_lic("math", data=FIXTURE).records[1], "full")
     assert math.target == "2500" and math.metadata["turns"][0].startswith("Q: ")
 
@@ -119,7 +124,8 @@ def test_humaneval_offline_has_no_shards() -> None:
     problems = load_humaneval()
     assert len(problems) == 164 and problems[0].task_id == "HumanEval/0"
     sample = code_sample(problems[53], "userlm")
-    assert sample.id == "HumanEval/53" and sample.metadata["code_tests"]["mode"] == "check"
+    assert sample.id == "HumanEval/53" and code_tests_of(sample.metadata)["mode"] == "check"
+    assert problems[53].test not in json.dumps(sample.metadata)
     with pytest.raises(UsageError, match="humaneval dataset has none"):
         code_sample(problems[0], "sharded")
     # the package's problems get LiC's HumanEval FULL wrapper too

@@ -3,7 +3,10 @@ start survives (docs/grading.md). The attacks are in tests/attacks.py.
 
 Most of these need the `user` isolation level (a root launcher): as root at the `process` level an attack that
 kills what it can would hit the machine, so every test here first makes sure the runs are isolated by uid
-(`isolation="user"` fails instead of falling back) and is skipped when the tests do not run as root.
+(`isolation="user"` fails instead of falling back) and is skipped when the tests do not run as root. The runner
+tests force the `user` level; the end-to-end runs take `auto`, the strongest level available (the namespace
+level where bubblewrap works), and check that every score names it. What surrounds the process (files,
+IPC, network, disk) is attacked in tests/test_grading_escapes.py.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from attacks import attacks, processes_with
+from attacks import attacks, auto_level, processes_with
 from inspect_ai import eval
 from inspect_ai.model import ModelOutput, ModelUsage, get_model
 
@@ -278,7 +281,7 @@ def test_every_attack_scores_zero_through_coding_sharded(dataset: str, scoring: 
     ]
     judged = {n for n in names for s in scores if ATTACKS[n].strip() in s.answer}
     assert judged == set(names)  # every attack was extracted and graded, none was skipped as "no answer"
-    assert {s.metadata.get("isolation") for s in scores} == {"user"}
+    assert {s.metadata.get("isolation") for s in scores} == {auto_level()}  # namespace where bwrap works
     assert {s.metadata["scoring"] for s in scores} == {scoring}
     log_text = json.dumps([s.explanation for s in scores])
     assert "first failing test" in log_text

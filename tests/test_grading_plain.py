@@ -143,3 +143,52 @@ def test_the_sandbox_side_code_is_python_3_8() -> None:
     folder = Path(isolation.__file__).parent
     for path in sorted(folder.glob("*.py")):
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 8))
+
+
+def test_decoding_is_bounded_in_values_time_and_hash_collisions() -> None:
+    """The launcher decodes what the candidate chose: a budget of values, a deadline, no colliding sets."""
+    import time
+
+    with pytest.raises(ValueError, match="more than"):
+        plain.decode([0] * 11, max_nodes=10)
+    with pytest.raises(plain.DecodeTimeout):
+        plain.decode([0] * (2 * plain.DEADLINE_EVERY), deadline=time.monotonic() - 1)
+    step = 2**61 - 1  # CPython's int hash is the value mod 2**61 - 1: these are distinct and all collide
+    colliding = {"~": "s", "v": [i * step for i in range(1, plain.MAX_SAME_HASH + 2)]}
+    with pytest.raises(ValueError, match="members of one hash value"):
+        plain.decode(colliding)
+    as_keys = {"~": "d", "v": [[i * step, i] for i in range(1, plain.MAX_SAME_HASH + 2)]}
+    with pytest.raises(ValueError, match="members of one hash value"):
+        plain.decode(as_keys)
+    ordinary = set(range(100_000)) | {-1, -2}  # hash(-1) == hash(-2): a few equal hashes are fine
+    assert roundtrip(ordinary) == ordinary and roundtrip([1, 1.0, True]) == [1, 1.0, True]
+
+
+def test_big_ints_cross_as_hexadecimal_and_decimal_ones_are_refused() -> None:
+    big = 7**6000  # 5,071 digits: over Python's 4,300-digit limit for decimal text
+    encoded = plain.encode(big)
+    assert encoded["~"] == "n" and roundtrip(big) == big and roundtrip(-big) == -big
+    assert type(roundtrip(2**12000)) is int and plain.encode(2**100) == 2**100  # small ones stay numbers
+    for text in ("0x1f", "1_0", " 1", "", "-", "g"):
+        with pytest.raises(ValueError):
+            plain.decode({"~": "n", "v": text})
+    from userlm_plugin.scoring.answers.isolation import wire
+
+    with pytest.raises(ValueError, match="4300 digits"):
+        wire._bounded_int("9" * 5000)
+
+
+def test_the_readme_makes_the_security_claims_of_docs_grading_word_for_word() -> None:
+    """docs/grading.md#summary is the README's paragraph on grading (only the link target differs)."""
+    import re
+
+    root = Path(__file__).parent.parent
+    doc = (root / "docs" / "grading.md").read_text(encoding="utf-8")
+    start = doc.index("> The code under test never grades itself.")
+    quoted = " ".join(
+        line.removeprefix(">").strip() for line in doc[start : doc.index("\n\n", start)].splitlines()
+    )
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    start = readme.index("- The code under test never grades itself.")
+    bullet = " ".join(line.strip() for line in readme[start + 2 : readme.index("\n\n", start)].splitlines())
+    assert re.sub(r"\]\([^)]*\)", "]", quoted) == re.sub(r"\]\([^)]*\)", "]", bullet)

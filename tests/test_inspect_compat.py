@@ -104,3 +104,14 @@ def test_base_url_logged_as_given_tells_the_main_model_from_a_role() -> None:
     parse_model_role_cli_args(("user={model: compat_probe/x, model_args: {base_url: 'http://h/v1'}}",))
     get_model("compat_probe/x", base_url="http://h/v1", memoize=False)  # a Model built in Python
     assert seen == [True, True, False, False]
+
+
+def test_the_sandbox_proxy_can_be_unwrapped_and_silenced() -> None:
+    local = compat.LocalSandboxEnvironment()
+    proxy = compat.SandboxEnvironmentProxy(local)
+    assert compat.unwrapped_sandbox(proxy) is local and compat.unwrapped_sandbox(local) is local
+    with compat.sandbox_events_off(proxy):
+        assert proxy._events is False
+    assert proxy._events is True
+    with compat.sandbox_events_off(local):
+        pass

@@ -1,18 +1,20 @@
 """The bar: every canonical HumanEval solution passes the code scorer's pipeline (extraction -> test spec -> isolated
-run, `check` in the trusted launcher) in both scoring modes: `corrected` with and without LiC's import preamble,
-`lic_exact` (LiC's extraction and text-substitution rename) with it, as LiC runs every answer. A wrong one fails.
-Runs in parallel; still part of CI."""
+run, `check` in the trusted launcher) in both scoring modes, at every isolation level: `corrected` with and without
+LiC's import preamble, `lic_exact` (LiC's extraction and text-substitution rename) with it, as LiC runs every
+answer, each at its own level (forced). A wrong one fails. Runs in parallel; still part of CI. A level this machine
+cannot provide is skipped with the launcher's reason (namespace needs bubblewrap; namespace and user need root)."""
 
 import asyncio
 from types import SimpleNamespace
 
 import pytest
+from attacks import isolation_available
 
 from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.evals.sharded.dataset import code_sample
 from userlm_plugin.evals.sharded.humaneval import load_humaneval
 from userlm_plugin.scoring.answers.code import CodeAnswers
-from userlm_plugin.scoring.answers.runner import run_tests
+from userlm_plugin.scoring.answers.runner import RunLimits, run_tests
 
 
 async def _score(
@@ -22,6 +24,7 @@ async def _score(
     gate: asyncio.Semaphore,
     scoring: str = "corrected",
     preamble: bool | None = None,
+    limits: RunLimits | None = None,
 ):
     answers = CodeAnswers(scoring=scoring)  # type: ignore[arg-type]
     code, _ = await answers.extract(answer, SimpleNamespace(metadata=metadata), use_grader=False)  # type: ignore[arg-type]
@@ -31,24 +34,30 @@ async def _score(
     if preamble is not None:
         spec = spec.model_copy(update={"preamble": preamble})
     async with gate:
-        return await run_tests(spec, env=env)
+        return await run_tests(spec, limits, env=env)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("scoring", "preamble"), [("corrected", False), ("corrected", True), ("lic_exact", True)]
+    ("scoring", "preamble", "level"),
+    [("corrected", False, "process"), ("corrected", True, "user"), ("lic_exact", True, "namespace")],
 )
-async def test_all_164_canonical_solutions_pass(scoring: str, preamble: bool) -> None:
+async def test_all_164_canonical_solutions_pass(scoring: str, preamble: bool, level: str) -> None:
+    available, why = isolation_available(level)
+    if not available:
+        pytest.skip(f"no {level} isolation on this machine: {why}")
+    limits = RunLimits(isolation=level)
     problems = load_humaneval()
     assert len(problems) == 164
     env, gate = LocalSandboxEnvironment(), asyncio.Semaphore(4)
     answers = [f"Here you go:\n```python\n{p.canonical_program}\n```" for p in problems]
     metadata = [code_sample(p, "full").metadata for p in problems]
     results = await asyncio.gather(
-        *(_score(a, m, env, gate, scoring, preamble) for a, m in zip(answers, metadata, strict=True))
+        *(_score(a, m, env, gate, scoring, preamble, limits) for a, m in zip(answers, metadata, strict=True))
     )
     failed = {p.task_id: r.explanation() for p, r in zip(problems, results, strict=True) if not r.passed}
     assert failed == {}
+    assert {r.isolation for r in results} == {level}
 
 
 @pytest.mark.parametrize("scoring", ["corrected", "lic_exact"])

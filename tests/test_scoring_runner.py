@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from attacks import processes_with
+from attacks import auto_level, isolation_available, processes_with
 
 from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.scoring.answers.runner import RunLimits, TestSpec, run_tests
@@ -46,9 +46,13 @@ def got(result) -> object:
 async def test_correct_solution_passes_and_says_how_it_was_isolated(env) -> None:
     result = await run_tests(spec("def add(a, b):\n    return a + b\n"), env=env)
     assert result.passed and result.n_passed == 1 and result.explanation() == "passed 1/1 tests"
-    assert result.isolation == ("user" if ROOT else "process")
+    assert result.isolation == auto_level()
     if ROOT:
         assert result.isolation_detail.startswith("uid ")
+    if result.isolation == "namespace":
+        assert "namespaces (bubblewrap" in result.isolation_detail
+    elif ROOT:  # no namespaces here (no bwrap, or it cannot set them up): the detail says why
+        assert "no namespaces: " in result.isolation_detail, result.isolation_detail
 
 
 async def test_process_isolation_can_be_requested_and_is_reported(env) -> None:
@@ -64,10 +68,11 @@ async def test_wrong_solution_fails_with_first_failing_test_and_stderr(env) -> N
         spec("import sys\ndef add(a, b):\n    print('oops', file=sys.stderr)\n    return a - b\n"), env=env
     )
     assert not result.passed
-    assert result.failure["error"].startswith("AssertionError")
-    assert "assert candidate(2, 3) == 5" in result.failure["traceback"]  # the failing line of the check
+    assert result.failure["error"] == "AssertionError in check() at line 2"  # where, not the test's text
+    assert result.failure["traceback"] == "check.py line 2 in check"
     explanation = result.explanation()
     assert "first failing test" in explanation and "oops" in explanation
+    assert "candidate(2, 3)" not in explanation and "== 5" not in explanation
 
 
 async def test_load_error_is_explained(env) -> None:
@@ -135,7 +140,8 @@ async def test_generated_code_sees_no_api_keys(env, monkeypatch) -> None:
     )  # as root the candidate runs as another uid: the launcher's /proc entries are closed
 
 
-async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("isolation", ["auto", "process"])
+async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch, isolation: str) -> None:
     monkeypatch.chdir(tmp_path)
     program = (
         "import os, tempfile\n"
@@ -145,30 +151,39 @@ async def test_file_writes_stay_in_the_temp_dir(env, tmp_path, monkeypatch) -> N
         "    open(os.path.join(tempfile.gettempdir(), 'tmp.txt'), 'w').write('x')\n"
         "    return [os.getcwd(), os.path.expanduser('~'), tempfile.gettempdir()]\n"
     )
-    cwd, home, tmp = got(
-        await run_tests(functional(program, "where", [{"input": "", "output": "null"}]), env=env)
+    result = await run_tests(
+        functional(program, "where", [{"input": "", "output": "null"}]),
+        RunLimits(isolation=isolation),
+        env=env,
     )
-    assert cwd == home == tmp and Path(cwd).name.startswith("userlm_run_")
-    assert not Path(cwd).exists()  # the run's temp dir (and everything written in it) is gone
+    cwd, home, tmp = got(result)
+    if result.isolation == "namespace":  # the run's own tmpfs, gone with its mount namespace
+        assert cwd == home == tmp == "/tmp"
+    else:
+        assert cwd == home == tmp and Path(cwd).name.startswith("userlm_run_")
+        assert not Path(cwd).exists()  # the run's temp dir (and everything written in it) is gone
     assert list(tmp_path.iterdir()) == [] and not (Path(env.directory.name) / "relative.txt").exists()
 
 
-FORKING = (
-    "import subprocess, os\n"
+FORKING = (  # children run the interpreter itself: in a namespace there is no /bin/sleep
+    "import subprocess, os, sys\n"
     "def add(a, b):\n"
-    "    subprocess.Popen(['sleep', '913.25'])\n"
-    "    subprocess.Popen(['sleep', '913.5'], start_new_session=True)\n"
+    "    nap = lambda s: [sys.executable, '-c', 'import time; time.sleep(%s)' % s]\n"
+    "    subprocess.Popen(nap('913.25'))\n"
+    "    subprocess.Popen(nap('913.5'), start_new_session=True)\n"
     "    if os.fork() == 0:\n"
     "        os.setsid()\n"
     "        if os.fork() == 0:\n"
-    "            os.execve('/bin/sleep', ['sleep', '913.75'], {})\n"
+    "            os.execve(sys.executable, nap('913.75'), {})\n"
     "        os._exit(0)\n"
     "    return a + b\n"
 )
 
 
-@pytest.mark.parametrize("isolation", ["auto", "process"])
+@pytest.mark.parametrize("isolation", ["auto", "user", "process"])
 async def test_forked_background_processes_are_gone_afterwards(env, isolation: str) -> None:
+    if isolation == "user" and not isolation_available("user")[0]:
+        pytest.skip("the user level needs a root launcher: " + isolation_available("user")[1])
     result = await run_tests(spec(FORKING), RunLimits(isolation=isolation), env=env)
     assert result.passed
     time.sleep(0.2)
@@ -206,7 +221,8 @@ async def test_call_based_comparison_is_pythons_eq_with_lics_tuple_rule(env) -> 
     )
     assert number.passed
     wrong = await run_tests(functional("def pair(a, b):\n    return [b, a]\n", "pair", tests), env=env)
-    assert not wrong.passed and wrong.failure["index"] == 0 and wrong.failure["expected"] == "[[0], []]"
+    assert not wrong.passed and wrong.failure["index"] == 0 and wrong.failure["got"] == "[[], [0]]"
+    assert "[[0], []]" not in wrong.explanation()  # the expected output stays in the launcher
 
 
 def _encoded(tests: list[dict]) -> str:

@@ -18,6 +18,7 @@ from inspect_ai.agent._agent import agent_display_name
 from inspect_ai.model._generate_config import active_generate_config
 from inspect_ai.solver._chain import Chain
 from inspect_ai.solver._task_state import sample_state
+from inspect_ai.util._sandbox.events import SandboxEnvironmentProxy
 from inspect_ai.util._sandbox.local import LocalSandboxEnvironment
 
 
@@ -147,9 +148,25 @@ def record_input_event(message: str, schema: Any, outcome: str, content: dict[st
     )
 
 
+def unwrapped_sandbox(env: Any) -> Any:
+    """The sandbox behind Inspect's event-recording proxy (what `sandbox()` returns inside a sample)."""
+    while isinstance(env, SandboxEnvironmentProxy):
+        env = env._sandbox
+    return env
+
+
+def sandbox_events_off(env: Any) -> Any:
+    """A context manager under which `env.exec` records no `SandboxEvent`: Inspect logs an exec's input (its
+    first 10,000 characters), and the code runner's input holds the tests (docs/grading.md)."""
+    import contextlib
+
+    return env.no_events() if isinstance(env, SandboxEnvironmentProxy) else contextlib.nullcontext()
+
+
 __all__ = [
     "Chain",
     "LocalSandboxEnvironment",
+    "SandboxEnvironmentProxy",
     "PrerequisiteError",
     "active_generate_config",
     "agent_display_name",
@@ -160,6 +177,8 @@ __all__ = [
     "model_args_being_created",
     "normalize_schema_types",
     "record_input_event",
+    "sandbox_events_off",
+    "unwrapped_sandbox",
     "registry_unqualified_name",
     "resolve_task_args",
     "sample_active",

@@ -12,9 +12,10 @@ Settings (LiC, arXiv 2505.06120 §3.3 and Appendix M; UserLM paper arXiv 2510.06
 - `recap`: scripted shards, then LiC's recap turn: "Just to recapitulate, the entire task is:" + the CONCAT text.
 
 Metadata read by the solver: `intent` (every setting, for the record), `shards` (shard settings), `turns`
-(the scripted-turn settings full/concat/snowball/recap). Read by the scorers: `func_name` + `code_tests`
-(code) or `gold` (math); `shards` / `instruction` by the optional grader. `-T scoring=lic_exact` also reads what
-LiC's own code reads: the prompt's imports (`code_tests.lic_imports`) and LiC's gold text (`lic_gold`).
+(the scripted-turn settings full/concat/snowball/recap). Read by the scorers: `func_name` + `code_tests_sha256`
+(code: the key of the tests, kept out of the metadata and so out of the log) or `gold` (math); `shards` /
+`instruction` by the optional grader. `-T scoring=lic_exact` also reads what LiC's own code reads: the prompt's
+imports (`lic_imports` in the tests) and LiC's gold text (`lic_gold`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from inspect_ai.dataset import Sample
 from ...errors import UsageError
 from ...scoring.answers import lic_rules
 from ...scoring.answers.code import prompt_context
+from ...scoring.answers.hidden_tests import hide
 from ...scoring.answers.math import gold_answer
 from .humaneval import HumanEvalProblem
 from .lic import CodeRecord, MathRecord
@@ -202,7 +204,7 @@ def code_sample(record: CodeRecord | HumanEvalProblem, setting: Setting) -> Samp
         "instruction": instruction,
         "intent": CODE_INTENT.format(instruction=instruction),
         "func_name": func_name,
-        "code_tests": tests,
+        "code_tests_sha256": hide(tests),  # the tests stay out of the log (scoring/answers/hidden_tests.py)
         **_setting_metadata(setting, full, concat, shards),
     }
     return Sample(id=task_id, input=full, target=func_name, metadata=metadata)

@@ -83,6 +83,9 @@ class CodeOptions(MathOptions):
     """Where generated code runs: `local` (confined by the runner) or `docker` (isolated)."""
     timeout_per_test: float = Field(default=6.0, gt=0)
     """Seconds per test (LiC: 6)."""
+    isolation: Literal["auto", "namespace", "user", "process"] = "auto"
+    """How generated code is confined (docs/grading.md#isolation-levels): `auto` takes the strongest level the
+    machine allows and says why in each score; the others fail rather than fall back."""
 
     @field_validator("sources", mode="before")
     @classmethod

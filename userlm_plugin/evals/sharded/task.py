@@ -123,10 +123,15 @@ def sharded_task(kind: Kind, setting: str = "userlm", **args: Any) -> Task:
     single_turn = setting in SINGLE_TURN_SETTINGS
     scorers: list[Scorer]
     if isinstance(options, CodeOptions):
-        limits = RunLimits(timeout_per_test_s=options.timeout_per_test)
+        limits = RunLimits(timeout_per_test_s=options.timeout_per_test, isolation=options.isolation)
         stop_when = code_stop_when(limits, single_turn=single_turn, scoring=scoring)
         scorers = [
-            code_scorer(timeout_per_test=options.timeout_per_test, single_turn=single_turn, scoring=scoring)
+            code_scorer(
+                timeout_per_test=options.timeout_per_test,
+                single_turn=single_turn,
+                scoring=scoring,
+                isolation=options.isolation,
+            )
         ]
         sandbox: str | None = options.sandbox
     else:

@@ -38,6 +38,7 @@ from inspect_ai.util import SandboxEnvironment
 from ...errors import ConfigError
 from . import lic_rules
 from .attempts import AnswerTask, make_stop_when, score_last_attempt
+from .hidden_tests import code_tests_of
 from .lic_rules import LicCrash
 from .modes import DEFAULT_SCORING, LIC_CRASH, ScoringMode
 from .reliability import reliability_metrics
@@ -166,7 +167,7 @@ def prompt_context(prompt: str, entry_point: str) -> str:
 
 
 def build_spec(code: str, metadata: dict[str, Any], scoring: ScoringMode = DEFAULT_SCORING) -> TestSpec:
-    """The test run for extracted code, from the sample's `code_tests` metadata.
+    """The test run for extracted code, from the sample's tests (`hidden_tests.code_tests_of`).
 
     LiC records (`functional`): the prompt's imports/helpers and the candidate, run after LiC's import preamble;
     a `class Solution` answer is called as `Solution().<func_name>` on one instance (a method under another name
@@ -177,11 +178,9 @@ def build_spec(code: str, metadata: dict[str, Any], scoring: ScoringMode = DEFAU
     the first function already renamed), run as LiC runs it: no prompt helpers, no alias, and a class answer
     recognised by the text `class Solution` in the program. HumanEval's `check` keeps HumanEval's own context.
     """
-    tests = metadata.get("code_tests")
-    if not isinstance(tests, dict):
-        raise ConfigError(
-            "sample metadata has no 'code_tests': build samples with userlm_plugin.evals.sharded.dataset"
-        )
+    tests = code_tests_of(
+        metadata
+    )  # not in the metadata itself: the log must not hold them (hidden_tests.py)
     name = metadata["func_name"]
     parts = [tests.get("prefix", ""), code]
     if tests["mode"] == "check":
@@ -257,7 +256,7 @@ class CodeAnswers(AnswerTask):
         """The run that grades an extracted answer in this mode; None when LiC scores it 0 without running it
         (`lic_exact`: no `def ` left). Under `lic_exact` the program is LiC's (`lic_rules.graded_program`)."""
         if self.scoring == "lic_exact":
-            tests = metadata.get("code_tests") or {}
+            tests = code_tests_of(metadata)
             program = lic_rules.graded_program(answer, metadata["func_name"], tests.get("lic_imports", ""))
             if program is None:
                 return None
@@ -288,6 +287,7 @@ def code_scorer(
     memory_mb: int = 2048,
     single_turn: bool = False,
     scoring: ScoringMode = DEFAULT_SCORING,
+    isolation: str = "auto",
 ):
     """Runs the task's tests on the code in the conversation's last answer attempt.
 
@@ -299,8 +299,9 @@ def code_scorer(
         memory_mb: Address-space cap of the test process.
         single_turn: Every assistant reply is an answer attempt (LiC's FULL/CONCAT skip the classifier).
         scoring: `corrected` (default) or `lic_exact` (LiC's extraction and rename, bugs included; docs/scoring.md).
+        isolation: `auto`, `namespace`, `user` or `process` (docs/grading.md#isolation-levels).
     """
-    limits = RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb)
+    limits = RunLimits(timeout_per_test_s=timeout_per_test, memory_mb=memory_mb, isolation=isolation)
     answers = CodeAnswers(limits, scoring)
 
     async def score(state: TaskState, target: Target) -> Score:  # noqa: ARG001

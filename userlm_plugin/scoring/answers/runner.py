@@ -2,8 +2,9 @@
 2510.06552 §4 uses Lost in Conversation's code evaluator; see docs/grading.md for the isolation model).
 
 `run_tests(spec)` sends the isolation bundle (`isolation/*.py`, as source) to the sample's sandbox with one
-`sandbox().exec` call. There a trusted launcher starts the candidate's program in a separate, confined
-interpreter (its own user when the launcher is root), sends it each test's arguments, and compares the
+`sandbox().exec` call (recorded as no sandbox event: its input holds the tests, which stay out of the log).
+There a trusted launcher starts the candidate's program in a separate, confined interpreter (as root: a uid
+of its own, in namespaces of its own where bubblewrap works), sends it each test's arguments, and compares the
 plain-data results itself; HumanEval's `check(candidate)` runs in the launcher with `candidate` proxied to
 that interpreter. The launcher reports one JSON line, read here into a `RunResult`. With `-T sandbox=docker`
 the same launcher runs inside the container.
@@ -42,17 +43,23 @@ class RunLimits(BaseModel):
     python: str | None = Field(
         default=None, description="interpreter in the sandbox; default: this one for `local`, else python3"
     )
-    isolation: Literal["auto", "user", "process"] = Field(
+    isolation: Literal["auto", "namespace", "user", "process"] = Field(
         default="auto",
-        description="`user`: candidate code runs as a uid of its own (needs a root launcher); `process`: as "
-        "the launcher's user (today's confinement); `auto`: `user` when possible, else `process`",
+        description="`namespace`: candidate code runs in namespaces of its own (bubblewrap) as a uid of its "
+        "own; `user`: as a uid of its own (both need a root launcher); `process`: as the launcher's user; "
+        "`auto`: the first of these that is possible (each fallback says why). The others fail rather than "
+        "fall back.",
+    )
+    disk_mb: int = Field(
+        default=128, ge=1, description="`namespace` level: size of the run's tmpfs, all it can write in total"
     )
     uid_base: int = Field(default=61000, ge=1000, description="first uid of the per-run pool (`user` level)")
     uid_count: int = Field(default=1000, ge=1, description="uids in the pool: the most concurrent runs")
     worker_python: str | None = Field(
         default=None,
-        description="interpreter for candidate code; default: the launcher's, or at the `user` level the "
-        "first python3 an unprivileged user can run",
+        description="interpreter for candidate code at the `user` and `process` levels; default: the "
+        "launcher's, or at the `user` level the first python3 an unprivileged user can run (setting it rules "
+        "out the `namespace` level, which runs the launcher's own interpreter)",
     )
 
     def wall_s(self, n_tests: int | None) -> float:
@@ -121,10 +128,10 @@ class RunResult(BaseModel):
     stderr_tail: str = ""
     stdout_tail: str = ""
     isolation: str | None = None
-    """`user` (candidate code ran as a uid of its own) or `process` (as the launcher's user); None when the
-    launcher could not run."""
+    """`namespace` (candidate code ran in namespaces of its own, as a uid of its own), `user` (as a uid of
+    its own) or `process` (as the launcher's user); None when the launcher could not run."""
     isolation_detail: str = ""
-    """What confined the run (uid, cgroup, ...) and, for `process`, why `user` was not used."""
+    """What confined the run (namespaces, uid, cgroup, ...) and why each stronger level was not used."""
 
     def explanation(self) -> str:
         """First failing test plus the stderr tail: what a reader of the log needs to see."""
@@ -144,7 +151,7 @@ class RunResult(BaseModel):
         return "\n".join(lines)
 
 
-ISOLATION_MODULES = ("plain", "wire", "preamble", "worker", "confine", "judge", "launcher")
+ISOLATION_MODULES = ("plain", "wire", "preamble", "worker", "confine", "namespace", "judge", "launcher")
 """Shipped to the sandbox in this order (each may import the ones before it)."""
 
 
@@ -156,9 +163,9 @@ def _source(name: str) -> str:
 def _interpreter(env: SandboxEnvironment, limits: RunLimits) -> str:
     if limits.python:
         return limits.python
-    from ..._inspect_compat import LocalSandboxEnvironment
+    from ..._inspect_compat import LocalSandboxEnvironment, unwrapped_sandbox
 
-    return sys.executable if isinstance(env, LocalSandboxEnvironment) else "python3"
+    return sys.executable if isinstance(unwrapped_sandbox(env), LocalSandboxEnvironment) else "python3"
 
 
 def launcher_input(spec: TestSpec, limits: RunLimits) -> str:
@@ -187,10 +194,13 @@ async def run_tests(
     wall = limits.wall_s(spec.known_test_count())
     command = ["env", "-i", CLEAN_PATH, "LANG=C.UTF-8", _interpreter(env, limits), "-I", "-S", "-B"]
     command += ["-c", _source("boot"), "stdin"]
+    from ..._inspect_compat import sandbox_events_off
+
     try:
-        result = await env.exec(
-            command, input=launcher_input(spec, limits), timeout=int(wall) + 60, timeout_retry=False
-        )
+        with sandbox_events_off(env):  # the input holds the tests: it must not reach the log
+            result = await env.exec(
+                command, input=launcher_input(spec, limits), timeout=int(wall) + 60, timeout_retry=False
+            )
     except TimeoutError:
         return RunResult(passed=False, timed_out=True, error="the sandbox did not return in time")
     lines = result.stdout.strip().splitlines()

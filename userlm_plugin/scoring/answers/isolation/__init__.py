@@ -5,10 +5,11 @@ ships it with the launcher command, so they work in any sandbox that has a `pyth
 docker container). Hence: stdlib only, and Python >= 3.8 syntax and library.
 
 Two sides, two processes:
-- trusted (`launcher`, `judge`, `confine`): the launcher process decides the verdict. It runs HumanEval's
-  `check(candidate)` itself and compares call results itself; it never executes candidate code.
-- untrusted (`worker`): a fresh interpreter, confined (its own user when the launcher is root, its own
-  session, rlimits), that loads the candidate's program and answers calls with plain data.
+- trusted (`launcher`, `judge`, `confine`, `namespace`): the launcher process decides the verdict. It runs
+  HumanEval's `check(candidate)` itself and compares call results itself; it never executes candidate code.
+- untrusted (`worker`): a fresh interpreter, confined (as root: its own uid, and namespaces of its own where
+  bubblewrap works; its own session, rlimits), that loads the candidate's program and answers calls with plain
+  data.
 `plain` (the data codec) and `wire` (framing) are used by both sides; `preamble` is LiC's import preamble,
 kept as data.
 """

@@ -1,5 +1,7 @@
 """Bootstrap for the launcher and the worker: `python -I -c <this source> stdin` (the launcher: the bundle is
-JSON on stdin) or `... <in_fd> <out_fd>` (a worker: the bundle is the first message on its pipe).
+JSON on stdin) or `... <in_fd> <out_fd> [<uid> <gid>]` (a worker: the bundle is the first message on its pipe).
+With a uid and gid (the `namespace` level, where bubblewrap starts the worker as root with only CAP_SETUID and
+CAP_SETGID), the worker becomes that user before it reads anything, and stops if it cannot.
 
 A bundle is {"modules": [[name, source], ...], "main": name, ...}: each module is executed as
 `userlm_isolation.<name>` (so the modules import each other with relative imports, as in the package), then
@@ -38,12 +40,23 @@ def load(bundle):
     return sys.modules[PACKAGE + "." + bundle["main"]]
 
 
+def become(uid, gid):
+    """Drop root for good: no supplementary groups, every uid and gid the run's (capabilities go with root)."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+        raise SystemExit(4)
+
+
 def boot():
     if sys.argv[1] == "stdin":
         bundle = json.loads(sys.stdin.buffer.read().decode("utf-8"))
         load(bundle).main(bundle)
         return
     in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
+    if len(sys.argv) > 3:
+        become(int(sys.argv[3]), int(sys.argv[4]))
     size = int.from_bytes(read_exact(in_fd, 8), "big")
     bundle = json.loads(read_exact(in_fd, size).decode("ascii"))
     load(bundle).main(in_fd, out_fd)

@@ -1,12 +1,15 @@
 """TRUSTED: how the launcher confines a worker and removes everything it started (see docs/grading.md).
 
-Two levels, reported with every result:
+The uid lease, rlimits, cgroup and sweeps below serve the `namespace` level too (`namespace.py` adds
+bubblewrap's namespaces around a worker that runs as the leased uid). Without namespaces, two levels:
 - "user" (the launcher is root): the worker runs as a uid of its own, leased for this run from a pool with
   a lock file per uid (concurrent runs never share a uid, so sweeping one run's uid cannot touch another
   run). As that user it cannot read other processes' /proc entries (the eval's environment), cannot signal
   or ptrace them, and RLIMIT_NPROC holds (it does nothing for root). Afterwards every process of that uid is
   killed (by a helper that becomes the uid and calls kill(-1), whatever the processes' environment, session
-  or parent), plus the run's cgroup v2 where one can be made, plus every descendant of the launcher.
+  or parent), plus the run's cgroup v2 where one can be made, plus every descendant of the launcher; then its
+  files in the shared temp directories, its SysV IPC objects and POSIX message queues. A uid a dead launcher
+  left dirty is swept by the next run, whatever uid that run leases (`sweep_abandoned`).
 - "process" (not root, or no interpreter the unprivileged user can run): today's confinement. Same user as
   the launcher; own session, rlimits, empty environment, temp dir; the launcher is a child subreaper, so
   orphans (double forks, `setsid`, `exec` with an empty environment) are re-parented to it and swept.
@@ -33,7 +36,11 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 LOCK_DIRS = ("/run/userlm-grading", os.path.join(tempfile.gettempdir(), "userlm-grading-locks"))
-SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+"""World-writable places a uid can leave files in (POSIX message queues are files of /dev/mqueue, where an
+mqueue filesystem is mounted)."""
+SYSV_IPC = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
+IPC_RMID = 0
 
 
 class ConfineError(Exception):
@@ -125,6 +132,47 @@ class UidLease:
         os.close(self._fd)
 
 
+def sweep_abandoned(lease):
+    """Sweep every uid of the lock directory that a dead launcher left dirty, whatever uid this run leased
+    (a launcher killed mid-run cannot sweep; the next run does it). Returns how many were swept."""
+    swept = 0
+    for entry in os.listdir(lease.directory):
+        if not entry.isdigit() or int(entry) == lease.uid:
+            continue
+        try:
+            fd = os.open(os.path.join(lease.directory, entry), os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live run is using it
+            if os.read(fd, 16) == b"clean":
+                continue
+            uid = int(entry)
+            group = Cgroup.existing(f"userlm-grading-{uid}")
+            sweep(_Abandoned(uid), group)
+            sweep(_Abandoned(uid), None)
+            if group is not None:
+                group.remove()
+            remove_leftovers_of(uid)
+            shutil.rmtree(os.path.join(lease.directory, f"{uid}.run"), ignore_errors=True)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, b"clean")
+            swept += 1
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return swept
+
+
+class _Abandoned:
+    """A uid a dead run left dirty (what `sweep` needs of a lease)."""
+
+    def __init__(self, uid):
+        self.uid = self.gid = uid
+
+
 def _is_known_user(uid):
     try:
         pwd.getpwuid(uid)
@@ -157,6 +205,29 @@ class Cgroup:
             return None
         return group
 
+    @classmethod
+    def existing(cls, name):
+        """The group `name` left by a launcher that died (emptied and removed), or None."""
+        base = _own_cgroup2()
+        if base is None or not os.path.isdir(os.path.join(base, name)):
+            return None
+        group = cls(os.path.join(base, name))
+        group.kill()
+        return group
+
+    @classmethod
+    def remove_abandoned(cls):
+        """Empty and remove the groups of `process`-level launchers that died (named after their pid)."""
+        base = _own_cgroup2()
+        try:
+            entries = os.listdir(base) if base else []
+        except OSError:
+            return
+        for entry in entries:
+            pid = entry[len("userlm-grading-p") :]
+            if entry.startswith("userlm-grading-p") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                cls(os.path.join(base, entry)).remove()
+
     def join(self):
         """In the worker's preexec: move the calling process into the group."""
         with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
@@ -175,7 +246,7 @@ class Cgroup:
                 f.write("1")
         except OSError:  # kernels before 5.14: kill the members one by one
             for pid in self.pids():
-                _kill(pid)
+                kill(pid)
 
     def remove(self):
         for _ in range(50):
@@ -207,8 +278,10 @@ def _own_cgroup2():
 # ---- starting a worker -------------------------------------------------------------------------------
 
 
-def preexec(limits, lease, cgroup):
-    """What the forked worker does before exec: cgroup, rlimits, user, no new privileges, death signal."""
+def preexec(limits, lease, cgroup, become=True):
+    """What the forked worker does before exec: cgroup, rlimits, user, no new privileges, death signal.
+    `become`: take the lease's uid here (False at the `namespace` level: bubblewrap must start as root, and
+    the worker's boot takes the uid inside the sandbox)."""
     memory = int(limits["memory_mb"]) * 1024 * 1024
     cpu = int(limits["wall_s"]) + 1
     fsize = int(limits["file_size_mb"]) * 1024 * 1024
@@ -225,7 +298,7 @@ def preexec(limits, lease, cgroup):
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if lease is not None:
+        if lease is not None and become:
             os.setgroups([])
             os.setresgid(lease.gid, lease.gid, lease.gid)
             os.setresuid(lease.uid, lease.uid, lease.uid)
@@ -257,6 +330,16 @@ def interpreter_for_others():
     return None
 
 
+def others_can_run(python):
+    """True when an unprivileged user can execute `python` and read its standard library (needed inside the
+    sandbox, where the directories above them are recreated world-searchable)."""
+    stdlib = os.path.dirname(os.__file__)
+    try:
+        return bool(os.stat(python).st_mode & stat.S_IXOTH) and os.stat(stdlib).st_mode & 0o005 == 0o005
+    except OSError:
+        return False
+
+
 def _others_can_reach(path):
     path = os.path.abspath(path)
     try:
@@ -284,7 +367,7 @@ def _status(pid):
         return {}
 
 
-def _uid_pids(uid):
+def uid_pids(uid):
     """Live processes whose real, effective or saved uid is `uid` (from /proc/<pid>/status, which a process
     cannot hide from root by making itself non-dumpable)."""
     found = set()
@@ -298,7 +381,7 @@ def _uid_pids(uid):
 
 
 def _uid_process_count(uid):
-    return len(_uid_pids(uid))
+    return len(uid_pids(uid))
 
 
 def _descendants(root):
@@ -322,7 +405,7 @@ def _descendants(root):
     return found
 
 
-def _kill(pid):
+def kill(pid):
     try:
         os.kill(pid, signal.SIGKILL)
     except OSError:
@@ -372,13 +455,13 @@ def sweep(lease, cgroup):
             if alive:
                 cgroup.kill()
         elif lease is not None:
-            alive = _uid_pids(lease.uid)
+            alive = uid_pids(lease.uid)
             if alive:
                 _kill_all_of(lease.uid)
         else:
             alive = _descendants(os.getpid())
             for pid in alive:
-                _kill(pid)
+                kill(pid)
         if not alive:
             break
         left |= alive
@@ -386,6 +469,69 @@ def sweep(lease, cgroup):
         time.sleep(min(0.001 * (attempt + 1), 0.02))
     reap()
     return len(left)
+
+
+def remove_leftovers_of(uid):
+    """Everything a uid can leave behind it outside its processes: files in the world-writable temp
+    directories, SysV shared memory, message queues and semaphores, POSIX message queues."""
+    remove_files_of(uid)
+    remove_sysv_ipc_of(uid)
+    remove_mqueues_of(uid)
+
+
+def remove_sysv_ipc_of(uid):
+    """SysV IPC objects the uid owns or created (listed in /proc/sysvipc; removed with IPC_RMID)."""
+    if LIBC is None:
+        return
+    for kind, control in SYSV_IPC:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                header, *rows = [line.split() for line in f if line.strip()]
+        except (OSError, ValueError):
+            continue
+        columns = {name: index for index, name in enumerate(header)}
+        for row in rows:
+            try:
+                owners = {int(row[columns["uid"]]), int(row[columns["cuid"]])}
+                ident = int(row[1])
+            except (KeyError, IndexError, ValueError):
+                continue
+            if uid in owners:
+                if kind == "sem":
+                    LIBC.semctl(ident, 0, IPC_RMID, 0)
+                else:
+                    getattr(LIBC, control)(ident, IPC_RMID, None)
+
+
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+
+
+def remove_mqueues_of(uid):
+    """POSIX message queues of the uid. Without an mqueue filesystem on /dev/mqueue they cannot be listed,
+    so a helper mounts one in a mount namespace of its own (root only; skipped where that is refused)."""
+    if LIBC is None:
+        return
+    point = tempfile.mkdtemp(prefix="userlm-mq-", dir=_lock_dir())
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            private = LIBC.unshare(CLONE_NEWNS) == 0
+            if private and LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0:
+                if LIBC.mount(b"mqueue", point.encode(), b"mqueue", 0, None) == 0:
+                    for entry in os.listdir(point):
+                        path = os.path.join(point, entry)
+                        if os.lstat(path).st_uid == uid:
+                            os.unlink(path)
+                    code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+    try:
+        os.rmdir(point)
+    except OSError:
+        pass
 
 
 def remove_files_of(uid):

@@ -2,7 +2,10 @@
 
 Call-based tests (LiC/LiveCodeBench): the launcher parses each test's JSON input, sends the arguments to the
 worker, gets the returned value back as plain data and compares it with the expected output itself
-(`plain.same`). Expected outputs never leave this process.
+(`plain.same`). Expected outputs and the test source never leave this process, not even in the report of a
+failing test (it goes into the eval's log, which candidates at the `user` and `process` levels can read):
+a failure names the test by its index or by the line of `check`, with the input the candidate was given and
+what it returned or raised.
 
 HumanEval's `check(candidate)` runs here too, with `candidate` a proxy: each call sends its arguments to the
 worker and returns the worker's value, decoded into builtin objects. So `check`'s asserts compare builtin
@@ -17,14 +20,15 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import linecache
 import signal
+import sys
 import time
 import traceback
 
 from . import plain, wire
 
 SHOWN = 300
+WITHHELD = "(not shown: logs are readable by candidates at some isolation levels; docs/grading.md)"
 MESSAGE_LIMIT = 16 * 1024 * 1024
 """Largest reply accepted from a worker (a bigger return value fails the test)."""
 
@@ -49,7 +53,10 @@ class CandidateRaised(Exception):
 
 
 def short(value, limit=SHOWN):
-    text = value if isinstance(value, str) else repr(value)
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except ValueError:  # an int over Python's 4,300-digit limit for decimal text (slow to convert: not shown)
+        return f"<a {type(value).__name__} holding an int of more than 4300 digits>"
     return text if len(text) <= limit else text[:limit] + "...[truncated]"
 
 
@@ -89,8 +96,10 @@ class Channel:
         if type(reply) is not dict or reply.get("seq") != self.seq:
             raise CandidateFailure("the candidate's process broke the protocol (a reply out of turn)")
         if "value" in reply:
-            try:
-                return "value", plain.decode(reply["value"])
+            try:  # on the candidate's clock: it chose the value
+                return "value", plain.decode(reply["value"], deadline)
+            except plain.DecodeTimeout:
+                raise CandidateFailure("its value could not be decoded in time", timed_out=True) from None
             except ValueError as ex:
                 raise CandidateFailure(f"the candidate's process sent a malformed value ({ex})") from None
         if type(reply.get("raised")) is dict:
@@ -111,6 +120,26 @@ class Channel:
         if code < 0:
             return f"the candidate's process was killed by signal {-code} {when}"
         return f"the candidate's process exited with code {code} {when}"
+
+
+@contextlib.contextmanager
+def any_int_size():
+    """Trusted text only (the dataset's tests): big int literals without Python's 4,300-digit limit."""
+    setter = getattr(sys, "set_int_max_str_digits", None)  # Python >= 3.11 (and 3.8+ security releases)
+    if setter is None:
+        yield
+        return
+    previous = sys.get_int_max_str_digits()
+    setter(0)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
+def trusted_json(text):
+    with any_int_size():
+        return json.loads(text)
 
 
 def raised_text(info):
@@ -135,14 +164,10 @@ def run_functional(channel, tests, timeout, wall_deadline):
     """LiC's call-based grading: stop at the first failing test."""
     passed = 0
     for index, test in enumerate(tests):
-        shown = {
-            "index": index,
-            "input": short(test.get("input", "")),
-            "expected": short(test.get("output", "")),
-        }
+        shown = {"index": index, "input": short(test.get("input", ""))}
         try:
-            args = [json.loads(line) for line in str(test["input"]).split("\n") if line.strip()]
-            expected = json.loads(test["output"])
+            args = [trusted_json(line) for line in str(test["input"]).split("\n") if line.strip()]
+            expected = trusted_json(test["output"])
         except (KeyError, ValueError) as ex:
             shown["error"] = f"the test itself is malformed ({type(ex).__name__}: {ex})"
             return _failed(tests, passed, shown)
@@ -157,6 +182,7 @@ def run_functional(channel, tests, timeout, wall_deadline):
             return _failed(tests, passed, shown)
         if not plain.same(got, expected):
             shown["got"] = short(got)
+            shown["expected"] = WITHHELD
             return _failed(tests, passed, shown)
         passed += 1
     result = {"passed": passed == len(tests) and passed > 0, "n_tests": len(tests), "n_passed": passed}
@@ -204,8 +230,8 @@ def run_check(channel, check_source, entry_point, timeout, wall_deadline):
     """HumanEval: `check(candidate)` here, in the trusted process, as one test. The entry point's global name
     is the proxy too (HumanEval/33's check calls `sort_third` by name, as its harness defines it)."""
     namespace = {"__name__": "__check__"}
-    linecache.cache["check.py"] = (len(check_source), None, check_source.splitlines(True), "check.py")
-    exec(compile(check_source, "check.py", "exec", dont_inherit=True), namespace)
+    with any_int_size():
+        exec(compile(check_source, CHECK_FILE, "exec", dont_inherit=True), namespace)
     check = namespace.get("check")
     if not callable(check):
         return {"passed": False, "n_tests": 1, "n_passed": 0, "error": "the test defines no check()"}
@@ -221,8 +247,7 @@ def run_check(channel, check_source, entry_point, timeout, wall_deadline):
     except CandidateFailure:
         shown["error"] = proxy.failure.shown(timeout)
     except BaseException as ex:  # noqa: BLE001 - an assert in check, or the candidate's exception
-        shown["error"] = short(f"{type(ex).__name__}: {ex}")
-        shown["traceback"] = short(_check_traceback(ex), 1500)
+        shown.update(_check_failure(ex))
     else:
         if proxy.failure is None:
             return {"passed": True, "n_tests": 1, "n_passed": 1}
@@ -230,10 +255,21 @@ def run_check(channel, check_source, entry_point, timeout, wall_deadline):
     return {"passed": False, "n_tests": 1, "n_passed": 0, "failure": shown}
 
 
-def _check_traceback(ex):
-    """The traceback from `check` down (the launcher's own frames are noise in an explanation)."""
-    frames = [
-        f for f in traceback.extract_tb(ex.__traceback__) if not f.filename.startswith("<userlm_isolation")
-    ]
-    lines = traceback.format_list(frames) + traceback.format_exception_only(type(ex), ex)
-    return "".join(lines)
+CHECK_FILE = "check.py"
+
+
+def _check_failure(ex):
+    """Where `check` failed, without its source: an assert's text and message are the test itself. An
+    exception the candidate raised keeps its message (the candidate's own text)."""
+    frames = [f for f in traceback.extract_tb(ex.__traceback__) if f.filename == CHECK_FILE]
+    line = frames[-1].lineno if frames else None
+    innermost = traceback.extract_tb(ex.__traceback__)[-1:]
+    from_check = bool(innermost) and innermost[0].filename == CHECK_FILE
+    if from_check:
+        error = f"{type(ex).__name__} in check() at line {line}"
+    else:
+        error = short(f"{type(ex).__name__}: {ex}") + (
+            f" (called from check() at line {line})" if line else ""
+        )
+    where = ", ".join(f"{CHECK_FILE} line {f.lineno} in {f.name}" for f in frames)
+    return {"error": error, "traceback": where, "test_source": WITHHELD}

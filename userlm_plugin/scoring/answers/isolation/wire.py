@@ -14,6 +14,10 @@ import select
 import time
 
 HEADER = 8
+MAX_DIGITS = 4300
+"""Longest decimal int literal accepted (Python's own default limit; converting decimal text to an int takes
+quadratic time, so the trusted side never does it for long text the other side chose: big ints cross as
+hexadecimal, `plain.py`)."""
 POLL_S = 0.05
 """How often a waiting reader checks that the peer is still alive."""
 
@@ -57,9 +61,15 @@ def recv(fd, deadline=None, limit=None, alive=None):
         raise WireError(f"a message of {size} bytes is over the {limit}-byte limit")
     body = _read(fd, size, deadline, alive)
     try:
-        return json.loads(body.decode("ascii"))
+        return json.loads(body.decode("ascii"), parse_int=_bounded_int)
     except (ValueError, UnicodeDecodeError, RecursionError) as ex:
         raise WireError(f"a message that is not valid JSON ({type(ex).__name__})") from None
+
+
+def _bounded_int(text):
+    if len(text) > MAX_DIGITS + 1:
+        raise ValueError(f"an int literal of more than {MAX_DIGITS} digits")
+    return int(text)
 
 
 def _read(fd, size, deadline, alive):

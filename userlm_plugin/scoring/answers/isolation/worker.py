@@ -13,6 +13,9 @@ Conversation on the two pipes (`wire.py`), after the bundle that booted this mod
     worker -> {"seq", "value"} | {"seq", "raised": {...}} | {"seq", "not_plain": text}
 Candidate stdout/stderr go to files the launcher reads (never to these pipes).
 
+The interpreter runs with -I -S: its import path is the standard library and nothing else, at every
+isolation level (docs/grading.md#what-a-candidate-may-import).
+
 Private LiveCodeBench tests are zlib+base64+pickle: unpickling runs code, so they are decoded by a worker of
 their own ("decode"), with no candidate code, confined like the candidate, and sent back as plain data.
 """
@@ -24,7 +27,6 @@ import json
 import linecache
 import os
 import pickle
-import sys
 import traceback
 import zlib
 
@@ -37,7 +39,6 @@ SHOWN = 500
 def main(in_fd, out_fd):
     wire.send(out_fd, {"ready": True})
     job = wire.recv(in_fd)
-    _add_paths(job.get("paths") or [], job.get("python"))
     if job["op"] == "decode":
         wire.send(out_fd, _decode_job(job["blob"]))
         os._exit(0)
@@ -53,16 +54,6 @@ def main(in_fd, out_fd):
         reply = _call(target, request)
         reply["seq"] = request.get("seq")
         wire.send(out_fd, reply)
-
-
-def _add_paths(paths, python):
-    """The launcher's site-packages, when this interpreter is the same Python version (the unprivileged user
-    may have to run the system python while the launcher runs from a virtualenv it cannot reach)."""
-    if python != list(sys.version_info[:2]):
-        return
-    for path in paths:
-        if path not in sys.path and os.access(path, os.R_OK | os.X_OK):
-            sys.path.append(path)
 
 
 def _decode_job(blob):
