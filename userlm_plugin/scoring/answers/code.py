@@ -35,7 +35,6 @@ from inspect_ai.scorer import Score, Target, scorer
 from inspect_ai.solver import TaskState
 from inspect_ai.util import SandboxEnvironment
 
-from ...errors import ConfigError
 from . import lic_rules
 from .attempts import AnswerTask, make_stop_when, score_last_attempt
 from .hidden_tests import code_tests_of
