@@ -79,7 +79,7 @@ def coding_agent(options: AgenticOptions) -> Any:
     return react(
         prompt=AgentPrompt(instructions=agent_instructions()),
         tools=[
-            confined_python(timeout=options.tool_timeout),
+            confined_python(timeout=options.tool_timeout, isolation=options.isolation),
             simulated_ask_user(max_retries=options.ask_retries),
         ],
         on_continue=simulated_continue(),
@@ -121,8 +121,10 @@ def agentic_coding_task(setting: str = "sharded", **args: Any) -> Task:
         "assistant_config": ASSISTANT_CONFIG.model_dump(exclude_none=True),
     }
     samples = _samples(options, task_meta)
-    limits = RunLimits(timeout_per_test_s=options.timeout_per_test)
-    scorers: list[Scorer] = [code_scorer(timeout_per_test=options.timeout_per_test, scoring=scoring)]
+    limits = RunLimits(timeout_per_test_s=options.timeout_per_test, isolation=options.isolation)
+    scorers: list[Scorer] = [
+        code_scorer(timeout_per_test=options.timeout_per_test, scoring=scoring, isolation=options.isolation)
+    ]
     if options.dataset == "lic":
         scorers.append(shard_coverage())
     return Task(

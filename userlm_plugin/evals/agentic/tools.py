@@ -4,10 +4,11 @@ same confined runner that grades the answers (docs/agents.md#the-agentic-coding-
 Inspect's `python()` pipes the code to `python3` in the sample's sandbox, which for the `local` sandbox is the
 eval's own machine, user and environment. The code an agent writes is the model under test's, so, like every
 answer the coding evals grade, it runs in the isolated runner instead (`scoring/answers/runner.py`): its own
-interpreter under `env -i`, its own uid when the runner is root, resource limits, every process it started killed
-afterwards. The runner loads a program and calls a function; the tool's code is the program (everything it prints
-is kept), and the one call it makes is to an empty function we append. The reply is what Inspect's tool returns: stderr,
-a newline, then stdout (the last 2,000 characters of each); a program that raises gives its traceback.
+interpreter under `env -i`, its own uid when the runner is root (and namespaces of its own where bubblewrap
+works), resource limits, every process it started killed afterwards. The runner loads a program and calls a
+function; the tool's code is the program (everything it prints is kept), and the one call it makes is to an empty
+function we append. The reply is what Inspect's tool returns: stderr, a newline, then stdout (the last 2,000
+characters of each); a program that raises gives its traceback.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ CALL = {"input": "", "output": "null"}
 
 
 @tool(name="python")
-def confined_python(timeout: float = 30.0) -> Tool:
+def confined_python(timeout: float = 30.0, isolation: str = "auto") -> Tool:
     """Python code execution, confined as the graded answers are.
 
     Args:
         timeout: Seconds the code may run.
+        isolation: `auto`, `namespace`, `user` or `process` (docs/grading.md#isolation-levels).
     """
-    limits = RunLimits(timeout_per_test_s=timeout)
+    limits = RunLimits(timeout_per_test_s=timeout, isolation=isolation)  # type: ignore[arg-type]
 
     async def execute(code: str) -> str:
         """
