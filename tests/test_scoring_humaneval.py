@@ -1,14 +1,16 @@
 """The bar: every canonical HumanEval solution passes the code scorer's pipeline (extraction -> test spec -> isolated
 run, `check` in the trusted launcher) in both scoring modes, at every isolation level: `corrected` with and without
 LiC's import preamble, `lic_exact` (LiC's extraction and text-substitution rename) with it, as LiC runs every
-answer, each at its own level (forced). A wrong one fails. Runs in parallel; still part of CI. A level this machine
-cannot provide is skipped with the launcher's reason (namespace needs bubblewrap; namespace and user need root)."""
+answer, each at its own level (forced). A wrong one fails. Runs in parallel; still part of CI. Where this machine cannot
+provide a level (namespace needs bubblewrap; namespace and user need root), that case runs at the strongest level
+it has, with a warning that names the reason."""
 
 import asyncio
+import warnings
 from types import SimpleNamespace
 
 import pytest
-from attacks import isolation_available
+from attacks import auto_level, isolation_available
 
 from userlm_plugin._inspect_compat import LocalSandboxEnvironment
 from userlm_plugin.evals.sharded.dataset import code_sample
@@ -44,8 +46,9 @@ async def _score(
 )
 async def test_all_164_canonical_solutions_pass(scoring: str, preamble: bool, level: str) -> None:
     available, why = isolation_available(level)
-    if not available:
-        pytest.skip(f"no {level} isolation on this machine: {why}")
+    if not available:  # the scoring mode is still checked, at the strongest level this machine has
+        warnings.warn(f"no {level} isolation on this machine ({why}); tested at {auto_level()}", stacklevel=1)
+        level = auto_level()
     limits = RunLimits(isolation=level)
     problems = load_humaneval()
     assert len(problems) == 164
