@@ -6,19 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tiny_llama import LLAMA3_CHAT_TEMPLATE, USERLM_CHAT_TEMPLATE, build_tokenizer
+from tiny_llama import (
+    CHATML_CHAT_TEMPLATE,
+    LLAMA3_CHAT_TEMPLATE,
+    USERLM_CHAT_TEMPLATE,
+    build_tokenizer,
+)
 
+from userlm_plugin.errors import ConfigError
 from userlm_plugin.runtime.template import UserLMInput, render_prompt_ids
 from userlm_plugin.train.conversations import parse_record
 from userlm_plugin.train.flip import (
     IGNORE,
     FlipError,
+    TemplateError,
     flip_record,
     flip_records,
     show_loss_tokens,
     turn_frame,
 )
-from userlm_plugin.train.tokens import prepare_tokenizer, userlm_chat_template
+from userlm_plugin.train.tokens import choose_chat_template, prepare_tokenizer, userlm_chat_template
 
 INTENT = "You are a user chatting with an assistant language model to get a regex"
 
@@ -117,12 +124,79 @@ def test_generic_template_opens_the_user_turn_itself() -> None:
     assert "user<|end_header_id|>\n\n⟦need a regex<|eot_id|>⟧" in show_loss_tokens(tok, example)
 
 
-def test_a_template_that_is_not_prefix_stable_fails_the_record_not_the_run() -> None:
+def test_a_template_that_is_not_prefix_stable_is_one_error_naming_the_option() -> None:
     tok = build_tokenizer(chat_template=False, end_token=False)
     # renders the number of messages first: a longer conversation does not extend the shorter one's prompt
     prepare_tokenizer(tok, "{{ messages | length }}" + USERLM_CHAT_TEMPLATE)
-    examples, problems = flip_records(tok, [record("a b c", "d e f")])
-    assert examples == [] and len(problems) == 1 and "prefix-stable" in problems[0].reason
+    with pytest.raises(TemplateError, match="not prefix-stable.*--chat-template") as caught:
+        flip_records(tok, [record("a b c", "d e f")] * 3)  # one error for the run, not one problem per record
+    assert "the chat_template argument" in str(caught.value)
+
+
+def test_a_record_the_template_renders_differently_fails_alone() -> None:
+    tok = build_tokenizer(chat_template=False, end_token=False)
+    # prefix-stable for short conversations (the probe), not past 6 messages: only the long record fails
+    prepare_tokenizer(tok, "{% if messages | length > 6 %}X{% endif %}" + USERLM_CHAT_TEMPLATE)
+    examples, problems = flip_records(tok, [record("a b c", "d e f"), record("a", "b", "c", "d", "e", "f")])
+    assert len(examples) == 1 and len(problems) == 1 and "prefix-stable" in problems[0].reason
+
+
+def test_a_template_without_an_end_of_turn_token_names_the_option() -> None:
+    tok = build_tokenizer(chat_template=False, end_token=False)
+    prepare_tokenizer(tok, "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    with pytest.raises(
+        TemplateError, match="no end-of-turn token.*--chat-template FILE.*--chat-template userlm"
+    ):
+        flip_records(tok, [record("a", "b")])
+
+
+def test_chatml_models_train_with_their_own_template() -> None:
+    """SmolLM2's layout: no <|eot_id|>, a template that opens an assistant turn. Its own template is kept, the
+    user turn is opened the runtime's way, and a turn closes with <|im_end|> (the blocker of issue 21)."""
+    tok = build_tokenizer(flavour="chatml", end_token=False)
+    assert prepare_tokenizer(tok) is True and tok.chat_template == CHATML_CHAT_TEMPLATE
+    rec = record("need a regex", "Sure: \\w+", "thanks", "welcome")
+    example = flip_record(tok, rec)
+    assert show_loss_tokens(tok, example) == (
+        f"<|im_start|>system\n{INTENT}<|im_end|>\n<|im_start|>user\n⟦need a regex<|im_end|>⟧\n"
+        "<|im_start|>assistant\nSure: \\w+<|im_end|>\n<|im_start|>user\n⟦thanks<|im_end|>⟧\n"
+        "<|im_start|>assistant\nwelcome<|im_end|>\n<|im_start|>user\n⟦<|endconversation|><|im_end|>⟧"
+    )
+    frame = turn_frame(tok)
+    assert frame.lead == () and frame.end_of_turn == tok.convert_tokens_to_ids("<|im_end|>")
+    assert frame.end_of_turn_is_stop
+    turns = list(rec.turns)
+    for span, position in zip(example.spans, [0, 2, 4], strict=True):
+        _, runtime_ids, mode = render_prompt_ids(tok, UserLMInput(intent=INTENT, turns=turns[:position]))
+        assert mode == "opened" and example.input_ids[: span.start] == runtime_ids
+
+
+def test_a_base_model_whose_eos_is_not_the_templates_end_of_turn() -> None:
+    # a ChatML base (eos <|endoftext|>, e.g. Qwen2.5 base): the turn closes on the template's own <|im_end|>,
+    # and `train sft` then adds it to the trained model's stop tokens
+    tok = build_tokenizer(flavour="chatml", end_token=False)
+    tok.eos_token = "<|endoftext|>"
+    prepare_tokenizer(tok)
+    frame = turn_frame(tok)
+    assert frame.end_of_turn == tok.convert_tokens_to_ids("<|im_end|>") and not frame.end_of_turn_is_stop
+    assert flip_record(tok, record("a b", "c")).input_ids[-1] == frame.end_of_turn
+
+
+def test_which_chat_template(tmp_path: Any) -> None:
+    own = build_tokenizer(flavour="llama3", end_token=False)
+    assert choose_chat_template(own).text == LLAMA3_CHAT_TEMPLATE
+    assert choose_chat_template(own).source == "the model's own"
+    none = build_tokenizer(chat_template=False, end_token=False)
+    assert choose_chat_template(none).text == userlm_chat_template()
+    assert choose_chat_template(own, "userlm").text == userlm_chat_template()
+    path = tmp_path / "t.jinja"
+    path.write_text(USERLM_CHAT_TEMPLATE)
+    assert choose_chat_template(own, str(path)).text == USERLM_CHAT_TEMPLATE
+    with pytest.raises(ConfigError, match="--chat-template nope.jinja: no such file"):
+        choose_chat_template(own, "nope.jinja")
+    # a Llama-3-Instruct-style model keeps its own template too: "\n\n" after the header is the lead-in's context
+    prepare_tokenizer(own)
+    assert "user<|end_header_id|>\n\n⟦need" in show_loss_tokens(own, flip_record(own, record("need", "x")))
 
 
 def test_no_end_token_in_vocabulary() -> None:

@@ -78,7 +78,9 @@ def test_flip_writes_a_leak_free_split_and_a_preview(split_dir: Path) -> None:
     test = read_conversations(split_dir / "test.jsonl").records
     assert report["train"] == len(train) and report["test"] == len(test) and len(train) + len(test) == 40
     assert not {r.user_id for r in train} & {r.user_id for r in test}
-    assert report["tokens"]["examples"] == len(train) and report["tokens"]["flip_problems"] == []
+    # every conversation of both splits was checked against the runtime's rendering
+    assert report["tokens"]["examples"] == len(train) + len(test) and report["unflippable"] == []
+    assert report["chat_template"] == "UserLM-8b's: the model has none"
     preview = (split_dir / "preview.txt").read_text()
     assert f"⟦\n{END}<|eot_id|>⟧" in preview
 
@@ -87,6 +89,8 @@ def test_sft_loss_falls_and_the_folder_is_a_user_lm(trained_dir: Path) -> None:
     record = json.loads((trained_dir / RECORD_FILE).read_text())
     losses = [loss for _, loss in record["losses"]]
     assert record["steps"] == 20 and losses[-1] < losses[0] - 1.0  # the loss falls
+    # every step is logged, and the final loss is the last step's
+    assert [step for step, _ in record["losses"]] == list(range(1, 21)) and record["final_loss"] == losses[-1]
     assert record["token_setup"]["added_end_token"] and record["profile"]["name"] == "tiny"
     assert (trained_dir / "chat_template.jinja").read_text() == userlm_chat_template()
     assert not (trained_dir / "adapter_config.json").exists()

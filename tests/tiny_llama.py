@@ -14,6 +14,10 @@ What it adds for the runtime tests:
 * ``spelled_end``: the BPE also learns ``<|endconversation|>`` as ordinary text (``<|``, ``endconversation``,
   ``|>``), so a script can make the model *spell* the end string in ordinary tokens, the way UserLM-8b can with
   14 of its own; script sentences are always encoded as text (an added-token string in one stays characters).
+* ``flavour="chatml"``: SmolLM2-Instruct's layout instead of Llama-3's (``<|im_start|>``/``<|im_end|>``, its chat
+  template with the default system message, eos ``<|im_end|>``, no BOS added): a chat model whose template opens
+  an *assistant* turn and has no ``<|eot_id|>``, for the training tests (token_bias works; scripts and
+  newline_first are Llama-3-only).
 
 Every token without a script channel gets a constant filler channel instead, so all embeddings have the same
 norm and the biases stay calibrated in nats.
@@ -68,7 +72,15 @@ LLAMA3_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
-FLAVOURS = ("userlm", "llama3")
+# SmolLM2-135M-Instruct's template (its chat_template.jinja): ChatML, with a default system message.
+CHATML_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+FLAVOURS = ("userlm", "llama3", "chatml")
 
 _OPENERS = ["I", "You", "Here", "i", "you", "here", "Hello", "Hi", "Thanks", "So", "Well", "Ok", "Please"]
 _SUBJECTS = ["I", "we", "my team", "our app", "the script", "my code", "the test", "you"]
@@ -113,22 +125,9 @@ def build_tokenizer(
     ``spelled_end=True``: the BPE learns the end string's characters as ordinary tokens (module docstring)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    corpus = synthetic_corpus() + ([END_CONV] * 200 if spelled_end else [])
-    tok.train_from_iterator(corpus, trainer=trainer)
+    tok = _bpe(spelled_end)
+    if flavour == "chatml":
+        return _chatml_tokenizer(tok, chat_template, end_token)
     userlm = flavour == "userlm"
     tok.add_special_tokens(
         [
@@ -160,6 +159,46 @@ def build_tokenizer(
     )
 
 
+def _chatml_tokenizer(tok: Tokenizer, chat_template: bool, end_token: bool) -> PreTrainedTokenizerFast:
+    """SmolLM2-Instruct's layout: ChatML specials, eos = pad = <|im_end|>, nothing added around an encode."""
+    tok.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in (ENDOFTEXT, IM_START, IM_END)]
+    )
+    if end_token:  # a trained folder: non-special, as `train sft` adds it
+        tok.add_tokens([AddedToken(END_CONV, special=False, normalized=False)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=IM_START,
+        eos_token=IM_END,
+        pad_token=IM_END,
+        unk_token=ENDOFTEXT,
+        chat_template=CHATML_CHAT_TEMPLATE if chat_template else None,
+        model_max_length=2048,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _bpe(spelled_end: bool = False) -> Tokenizer:
+    """The byte-level BPE every flavour shares, trained on the synthetic corpus (ids 0..~511)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = synthetic_corpus() + ([END_CONV] * 200 if spelled_end else [])
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return tok
+
+
 def _single_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
     vocab = tokenizer.get_vocab()
     if token in vocab:
@@ -183,7 +222,10 @@ def build_model(
 ) -> LlamaForCausalLM:
     """2-layer, hidden-64 Llama (GQA, llama3 RoPE) with the biases described in the module docstring."""
     hidden = 64
-    eot_id = tokenizer.convert_tokens_to_ids(EOT)
+    chatml = flavour == "chatml"
+    if chatml and scripts:
+        raise ValueError("scripts are Llama-3-only (they chain from <|end_header_id|>)")
+    eot_id = tokenizer.convert_tokens_to_ids(IM_END if chatml else EOT)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -232,7 +274,7 @@ def build_model(
         return channels[token_id]
 
     newline_id = _single_id(tokenizer, "\n")
-    if newline_first is not None:
+    if newline_first is not None and not chatml:  # ChatML's user header already ends in "\n"
         head[newline_id, chan(tokenizer.convert_tokens_to_ids(END_HEADER))] = newline_first / scale
     used: set[int] = set()
     for sentence, start_bias in (scripts or {}).items():

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SPLIT_FILES = ("train.jsonl", "test.jsonl")
+TEMPLATE_HELP = (
+    "a chat template file, or `userlm` for UserLM-8b's (default: the model's own, else UserLM-8b's)"
+)
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,21 +59,23 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split-by", choices=["user", "conversation"], default="user")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--model", default=None, help="also tokenize with this base model's tokenizer: counts and preview.txt"
+        "--model",
+        default=None,
+        help="check every conversation against what userlm/ renders for this base model; preview.txt",
     )
+    p.add_argument("--chat-template", default=None, metavar="FILE", help=TEMPLATE_HELP)
+    p.add_argument("--revision", default=None, help="base model revision on the hub")
     _add_fields(p)
     p.set_defaults(run=_run_flip)
 
     p = steps.add_parser("sft", help="fine-tune a base model into a User LM (full or LoRA)")
-    p.add_argument("--model", required=True, help="base model: hub id or local folder")
+    p.add_argument("--model", help="base model: hub id or local folder (required unless --show-profile)")
+    p.add_argument("--data", metavar="FILE", help="training conversations (flip's train.jsonl)")
     p.add_argument(
-        "--data", required=True, metavar="FILE", help="training conversations (flip's train.jsonl)"
+        "--eval-data", default=None, metavar="FILE", help="held-out conversations for the held-out loss"
     )
-    p.add_argument(
-        "--eval-data", default=None, metavar="FILE", help="held-out conversations for the eval loss"
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="output model folder (loads as userlm/DIR)")
-    p.add_argument("--profile", default="paper", help="paper (default), reproduction or tiny")
+    p.add_argument("--out", metavar="DIR", help="output model folder (loads as userlm/DIR)")
+    p.add_argument("--profile", default="paper", help="paper (default), reproduction, cpu or tiny")
     p.add_argument("--method", choices=["full", "lora"], default=None)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--epochs", type=float, default=None, dest="num_epochs")
@@ -79,12 +83,30 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, dest="effective_batch_size")
     p.add_argument("--per-device-batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
+    p.add_argument(
+        "--overflow",
+        choices=["window", "cut"],
+        default=None,
+        help="a conversation over --max-length: split into windows (default) or cut",
+    )
     p.add_argument("--save-steps", type=int, default=None)
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float32"], default=None)
+    p.add_argument(
+        "--keep-checkpoints", type=int, default=None, help="checkpoints left once training finished"
+    )
+    p.add_argument("--eval-steps", type=int, default=None, help="held-out loss every N steps (default: ends)")
+    p.add_argument(
+        "--dtype", choices=["auto", "bfloat16", "float32"], default=None, help="training precision"
+    )
+    p.add_argument(
+        "--save-dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        default=None,
+        help="saved weights (default auto: the base model's own)",
+    )
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in DIR/checkpoints"
     )
-    p.add_argument("--chat-template", default=None, metavar="FILE", help="a template other than UserLM's")
+    p.add_argument("--chat-template", default=None, metavar="FILE", help=TEMPLATE_HELP)
     p.add_argument("--revision", default=None, help="base model revision on the hub")
     p.add_argument("--show-profile", action="store_true", help="print the profile and its sources, then exit")
     p.set_defaults(run=_run_sft)
@@ -97,9 +119,20 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, metavar="FILE", help="held-out conversations (flip's test.jsonl)")
     p.add_argument("--condition", choices=["intent", "no_intent", "both"], default="both")
-    p.add_argument("--chat-template", default=None, metavar="FILE", help="template for a model without one")
+    p.add_argument(
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="a chat template file, or `userlm` for UserLM-8b's (default: the model's own)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="score longer conversations in windows (default: the model's context)",
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on CUDA), bfloat16, float32")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the reports as JSON")
     p.set_defaults(run=_run_perplexity)
 
@@ -180,60 +213,48 @@ def _run_intents(args: argparse.Namespace) -> int:
 
 def _run_flip(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from .conversations import grouped_split, write_conversations
+    from .prepare import flip_conversations
 
-    out = Path(args.out)
     try:
-        result = _read(args, args.data)
-        missing = [r.id for r in result.records if not r.intent]
-        train, test = grouped_split(result.records, args.test_fraction, by=args.split_by, seed=args.seed)
-        report: dict[str, Any] = {
-            **result.summary(),
-            "without_intent": len(missing),
-            "train": len(train),
-            "test": len(test),
-            "split_by": args.split_by,
-            "problems": [str(p) for p in result.problems],
-        }
-        if args.model:
-            report["tokens"] = _token_report(args.model, train, out)
+        run = flip_conversations(
+            args.data,
+            args.out,
+            model=args.model,
+            chat_template=args.chat_template,
+            test_fraction=args.test_fraction,
+            split_by=args.split_by,
+            seed=args.seed,
+            id_field=args.id_field,
+            user_field=args.user_field,
+            revision=args.revision,
+        )
     except (ConfigError, OSError) as error:
         return _fail("flip", error)
-    write_conversations(out / SPLIT_FILES[0], train)
-    write_conversations(out / SPLIT_FILES[1], test)
-    (out / "flip_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if missing:
-        print(f"{len(missing)} conversation(s) have no intent: run `train intents` first", file=sys.stderr)
-    print(f"train {len(train)} / test {len(test)} conversations ({args.split_by}-grouped) -> {out}")
+    _report_problems(run.read_problems, "record(s)")
+    _report_problems(run.unflippable, "conversation(s) that cannot be flipped, left out of the split")
+    if run.without_intent:
+        print(
+            f"{run.without_intent} conversation(s) have no intent: run `train intents` first", file=sys.stderr
+        )
+    print(run.line())
     return 0
 
 
-def _token_report(model: str, records: list[Any], out: Path) -> dict[str, Any]:
-    """Flip with the base model's (prepared) tokenizer: counts, problems, and a preview of the loss tokens."""
-    from transformers import AutoTokenizer
-
-    from ..runtime.template import looks_local
-    from .flip import flip_records, show_loss_tokens
-    from .tokens import prepare_tokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(
-        model, **({"local_files_only": True} if looks_local(model) else {})
-    )
-    prepare_tokenizer(tokenizer)
-    examples, problems = flip_records(tokenizer, records)
-    _report_problems(problems, "conversation(s) that cannot be flipped")
-    out.mkdir(parents=True, exist_ok=True)
-    if examples:
-        preview = "\n\n".join(show_loss_tokens(tokenizer, e) for e in examples[:3])
-        (out / "preview.txt").write_text("Loss-carrying tokens are inside ⟦ ⟧.\n\n" + preview + "\n", "utf-8")
-    lengths = sorted(len(e.input_ids) for e in examples)
-    return {
-        "examples": len(examples),
-        "flip_problems": [str(p) for p in problems],
-        "tokens": sum(lengths),
-        "loss_tokens": sum(e.loss_tokens for e in examples),
-        "max_tokens": lengths[-1] if lengths else 0,
-    }
+SFT_OVERRIDES = (
+    "method",
+    "max_steps",
+    "num_epochs",
+    "learning_rate",
+    "effective_batch_size",
+    "per_device_batch_size",
+    "max_length",
+    "overflow",
+    "save_steps",
+    "keep_checkpoints",
+    "eval_steps",
+    "dtype",
+    "save_dtype",
+)
 
 
 def _run_sft(args: argparse.Namespace) -> int:
@@ -241,28 +262,17 @@ def _run_sft(args: argparse.Namespace) -> int:
     from .profiles import get_profile
     from .sft import train_user_lm
 
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "method",
-            "max_steps",
-            "num_epochs",
-            "learning_rate",
-            "effective_batch_size",
-            "per_device_batch_size",
-            "max_length",
-            "save_steps",
-            "dtype",
-        )
-    }
+    overrides = {k: getattr(args, k) for k in SFT_OVERRIDES}
     try:
         profile = get_profile(args.profile, **overrides)
         if args.show_profile:
             print(json.dumps(profile.model_dump(mode="json"), indent=2))
             return 0
+        missing = [f"--{name}" for name in ("model", "data", "out") if not getattr(args, name)]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} required (only --show-profile runs without them)")
         train = _read(args_with_fields(args), args.data).records
         evals = _read(args_with_fields(args), args.eval_data).records if args.eval_data else None
-        template = Path(args.chat_template).read_text("utf-8") if args.chat_template else None
         result = train_user_lm(
             args.model,
             train,
@@ -270,20 +280,43 @@ def _run_sft(args: argparse.Namespace) -> int:
             profile=profile,
             eval_records=evals,
             resume=args.resume,
-            chat_template=template,
+            chat_template=args.chat_template,
             revision=args.revision,
         )
     except ConfigError as error:
         return _fail("sft", error)
     _report_problems(result.skipped, "conversation(s) that cannot be flipped")
-    first, last = result.losses[0][1], result.losses[-1][1]
-    print(
-        f"{result.steps} steps on {result.train_examples} conversations ({result.loss_tokens} user tokens): "
-        f"loss {first:.3f} -> {last:.3f}"
-        + (f", held-out loss {result.eval_loss:.3f}" if result.eval_loss is not None else "")
-    )
-    print(f"saved to {result.output_dir}: use --model-role user=userlm/{result.output_dir}")
+    for name, report in (("train", result.length), ("held-out", result.eval_length)):
+        if report is not None:
+            print(f"{name}: {report.line()}")
+    print(sft_summary(result))
     return 0
+
+
+def sft_summary(result: Any) -> str:
+    """The final lines of `train sft`: steps, the first and FINAL step's loss, held-out perplexity before and
+    after, and where the model is (with the `userlm/` name that loads it, relative to here)."""
+    first, final = result.losses[0][1], result.final_loss
+    before, after = result.base_eval_perplexity, result.eval_perplexity
+    heldout = ""
+    if after is not None:
+        heldout = f"; held-out user-token perplexity {before:.2f} -> {after:.2f}" if before else ""
+        heldout = heldout or f"; held-out user-token perplexity {after:.2f}"
+    minutes, seconds = divmod(round(result.train_seconds), 60)
+    checkpoints = (
+        f"{result.checkpoints_kept} checkpoint(s) kept for --resume"
+        if result.checkpoints_kept
+        else "no checkpoints kept"
+    )
+    plot = f"; plot: {result.plot}" if result.plot else "; no plot (pip install matplotlib)"
+    return (
+        f"{result.steps} steps in {minutes}m{seconds:02d}s on {result.conversations} conversations "
+        f"({result.train_examples} sequences, {result.loss_tokens:,} user tokens): loss {first:.3f} (step "
+        f"{result.losses[0][0]}) -> {final:.3f} (step {result.losses[-1][0]}){heldout}\n"
+        f"saved to {result.output_dir} ({result.saved_dtype}, {result.output_bytes / 1e6:,.0f} MB, "
+        f"{checkpoints}){plot}\n"
+        f"use it: --model-role user={result.model_name()}"
+    )
 
 
 def args_with_fields(args: argparse.Namespace) -> argparse.Namespace:
@@ -307,6 +340,7 @@ def _run_perplexity(args: argparse.Namespace) -> int:
                 device=args.device,
                 dtype=args.dtype,
                 chat_template=args.chat_template,
+                max_length=args.max_length,
             )
             rows += [r.summary() for r in reports]
             for report in reports:

@@ -282,3 +282,12 @@ def grouped_split(
     for record in records:
         (test if in_test_split(split_group(record, by), test_fraction, seed) else train).append(record)
     return train, test
+
+
+def as_records(value: Sequence[ChatRecord] | str | Path | None) -> list[ChatRecord]:
+    """Records as given, or read from a conversation file (flip's train.jsonl / test.jsonl); None: none."""
+    if value is None:
+        return []
+    if isinstance(value, str | Path):
+        return read_conversations(value).records
+    return list(value)

@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..runtime.template import UserLMInput, render_prompt_ids, stop_token_ids
 from ..turns import END_CONVERSATION
 from .conversations import ChatRecord, RecordProblem
+from .progress import progress_bar
 
 IGNORE = -100
 """The label of a token that carries no loss (PyTorch's cross-entropy ignore index)."""
@@ -35,6 +36,17 @@ _PROBE_TEXT = "Qzxv probe"
 
 class FlipError(ConfigError):
     """A conversation cannot become a training sequence (the message says which turn and why)."""
+
+
+class TemplateError(FlipError):
+    """The chat template itself cannot train or score a User LM: no conversation can be flipped with it, so this is
+    one error for the run (naming `--chat-template`), never one problem per record."""
+
+
+TEMPLATE_HINT = (
+    "pass --chat-template FILE with a template that writes each message once, unchanged, and closes every user "
+    "turn with an end-of-turn token, or --chat-template userlm for UserLM-8b's (Llama-3 vocabularies)"
+)
 
 
 def prompt_ids(tokenizer: Any, intent: str | None, turns: Sequence[dict[str, str]]) -> list[int]:
@@ -50,45 +62,78 @@ class TurnFrame:
     """What the template puts around a user turn's text inside the part the model generates."""
 
     lead: tuple[int, ...]
-    """Before the text (UserLM: the `\\n` after `<|end_header_id|>`): the whitespace the first content position
-    comes after (docs/termination.md)."""
+    """Before the text (UserLM: the `\\n` after `<|end_header_id|>`; ChatML: nothing, the header ends in `\\n`): the
+    whitespace the first content position comes after (docs/termination.md)."""
     close: tuple[int, ...]
-    """After the text, up to and including the end-of-turn token (UserLM: `<|eot_id|>`)."""
+    """After the text, up to and including the end-of-turn token (UserLM: `<|eot_id|>`; ChatML: `<|im_end|>`)."""
     stop_ids: frozenset[int]
+    """The ids a user turn may end on: the model's stop tokens, plus the template's end-of-turn token."""
+    end_of_turn: int
+    """The token that closes a user turn (the last of `close`)."""
+    end_of_turn_is_stop: bool
+    """Whether the model already stops on `end_of_turn` (its eos ids say so). When not (a base model whose eos is
+    `<|endoftext|>` under a ChatML template), `train sft` adds it to the trained model's generation config."""
 
 
 def turn_frame(tokenizer: Any) -> TurnFrame:
-    """Read the lead-in and close of a user turn off the tokenizer's template (cached on the tokenizer).
+    """Read the lead-in and close of a user turn off the tokenizer's template (cached per template).
 
     Renders a probe conversation's next-user-turn prompt, then the same conversation with an empty and with a
-    non-empty user turn appended: their common start is the lead-in; the close runs to the first stop token."""
+    non-empty user turn appended: their common start is the lead-in; the close runs to the first stop token, or,
+    when the model's stop tokens do not close the turn, to the first special token after the text (the template's
+    own end-of-turn, e.g. ChatML's `<|im_end|>` under a base model whose eos is `<|endoftext|>`).
+
+    Raises `TemplateError` (naming `--chat-template`) when the template cannot frame a user turn at all."""
     cached = getattr(tokenizer, "_userlm_turn_frame", None)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] == tokenizer.chat_template:
+        return cached[1]
     stops = frozenset(stop_token_ids(tokenizer, []))
     base = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    prompt = prompt_ids(tokenizer, "I", base)
-    tails = []
-    for text in ("", _PROBE_TEXT):
-        rendered = prompt_ids(tokenizer, "I", [*base, {"role": "user", "content": text}])
-        if rendered[: len(prompt)] != prompt:
-            raise FlipError(
-                "the chat template is not prefix-stable: a longer conversation does not extend its prompt"
-            )
-        tails.append(rendered[len(prompt) :])
+    try:
+        prompt = prompt_ids(tokenizer, "I", base)
+        tails = []
+        for text in ("", _PROBE_TEXT):
+            rendered = prompt_ids(tokenizer, "I", [*base, {"role": "user", "content": text}])
+            if rendered[: len(prompt)] != prompt:
+                raise TemplateError(
+                    "it is not prefix-stable: a longer conversation does not extend its prompt"
+                )
+            tails.append(rendered[len(prompt) :])
+    except TemplateError as error:
+        raise _template_error(tokenizer, str(error)) from None
+    except ConfigError as error:  # the runtime's own checks (a template that drops or rewrites messages)
+        raise _template_error(tokenizer, str(error).split(";")[0]) from error
     empty, full = tails
     lead = 0
     while lead < min(len(empty), len(full)) and empty[lead] == full[lead]:
         lead += 1
     stop_at = next((k for k in range(lead, len(empty)) if empty[k] in stops), None)
+    is_stop = stop_at is not None
     if stop_at is None:
-        raise FlipError(
-            "found no end-of-turn token after a user turn in the chat template's rendering; the model needs one "
-            f"of its stop tokens ({sorted(stops)}) to close each turn"
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        stop_at = next((k for k in range(lead, len(empty)) if empty[k] in special), None)
+    if stop_at is None:
+        names = [tokenizer.convert_ids_to_tokens(i) for i in sorted(stops)]
+        raise _template_error(
+            tokenizer,
+            "no end-of-turn token closes a user turn in its rendering (neither one of the model's stop tokens "
+            f"{names} nor another special token)",
         )
-    frame = TurnFrame(lead=tuple(empty[:lead]), close=tuple(empty[lead : stop_at + 1]), stop_ids=stops)
-    tokenizer._userlm_turn_frame = frame
+    frame = TurnFrame(
+        lead=tuple(empty[:lead]),
+        close=tuple(empty[lead : stop_at + 1]),
+        stop_ids=stops | {empty[stop_at]},
+        end_of_turn=empty[stop_at],
+        end_of_turn_is_stop=is_stop,
+    )
+    tokenizer._userlm_turn_frame = (tokenizer.chat_template, frame)
     return frame
+
+
+def _template_error(tokenizer: Any, reason: str) -> TemplateError:
+    source = getattr(tokenizer, "_userlm_template_source", None)
+    which = f"the chat template ({source})" if source else "the chat template"
+    return TemplateError(f"{which} cannot frame a user turn: {reason}; {TEMPLATE_HINT}")
 
 
 @dataclass(frozen=True)
@@ -124,12 +169,17 @@ class FlipExample:
 
 
 def flip_record(
-    tokenizer: Any, record: ChatRecord, *, with_intent: bool = True, end_turn: bool = True
+    tokenizer: Any,
+    record: ChatRecord,
+    *,
+    with_intent: bool = True,
+    end_turn: bool = True,
 ) -> FlipExample:
     """A conversation -> token ids and the user-turn spans that carry loss (see the module docstring).
 
     `with_intent=False` renders no system message (the paper's no-intent condition); `end_turn=False` leaves out
-    the final `<|endconversation|>` target (for a model whose vocabulary lacks it)."""
+    the final `<|endconversation|>` target (for a model whose vocabulary lacks it). The turns may start with an
+    assistant reply (a window of a long conversation: train/windows.py); the user turns carry the loss."""
     if with_intent and not record.intent:
         raise FlipError("no intent: run `userlm-plugin train intents` first, or evaluate with --no-intent")
     intent = record.intent if with_intent else None
@@ -155,6 +205,8 @@ def flip_record(
         if END_CONVERSATION not in tokenizer.get_vocab():
             raise FlipError(f"the tokenizer has no {END_CONVERSATION} token (train sft adds it)")
         targets.append((prompt_ids(tokenizer, intent, turns), [*frame.lead, end_id, *frame.close], True))
+    if not targets:
+        raise FlipError("no user turn to train on")
     last_prompt, last_completion, _ = targets[-1]
     sequence = last_prompt + last_completion
     spans = []
@@ -178,14 +230,26 @@ def flip_record(
 
 
 def flip_records(
-    tokenizer: Any, records: Iterable[ChatRecord], *, with_intent: bool = True, end_turn: bool = True
+    tokenizer: Any,
+    records: Iterable[ChatRecord],
+    *,
+    with_intent: bool = True,
+    end_turn: bool = True,
+    progress: str | None = None,
 ) -> tuple[list[FlipExample], list[RecordProblem]]:
-    """Flip every record; one that cannot be flipped is reported (with its id and why) and skipped."""
+    """Flip every record; one that cannot be flipped is reported (with its id and why) and skipped.
+
+    A template that cannot frame a user turn at all raises one `TemplateError` before any record is tried.
+    `progress`: a label for a progress bar (None: no bar)."""
+    turn_frame(tokenizer)
+    records = list(records)
     examples: list[FlipExample] = []
     problems: list[RecordProblem] = []
-    for record in records:
+    for record in progress_bar(records, progress):
         try:
             examples.append(flip_record(tokenizer, record, with_intent=with_intent, end_turn=end_turn))
+        except TemplateError:
+            raise
         except FlipError as error:
             problems.append(RecordProblem(0, record.id, str(error)))
     return examples, problems

@@ -10,6 +10,10 @@ Tokens differ across tokenizers: compare PPL between models that share one (Llam
 Llama-3-8B), and say so otherwise. A model without `<|endconversation|>` in its vocabulary is scored on the user
 turns alone (`end_turns` 0).
 
+A conversation longer than `max_length` (default: the model's context) is scored in windows (train/windows.py: the
+intent and consecutive turns, one exchange of overlap, every user turn scored once) and its pieces summed, so it
+is never skipped; the report says how many were windowed.
+
 The same forward pass gives the teacher-forced log P(`<|endconversation|>`) at every user turn's first content
 position: at the real last turn the user did end, at every earlier one they went on, which is a free calibration
 set on real held-out data (scoring/quality/calibration.py). docs/termination.md defines the quantity.
@@ -22,13 +26,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..runtime.template import UserLMInput, render_prompt_ids
 from ..scoring.quality.calibration import calibration_summary
 from ..turns import END_CONVERSATION
-from .conversations import ChatRecord, RecordProblem
-from .flip import FlipExample, flip_records, turn_frame
+from .conversations import ChatRecord, RecordProblem, as_records
+from .flip import FlipExample, turn_frame
+from .progress import progress_bar
+from .windows import LengthReport, fit_examples
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class ConversationScore:
     """Teacher-forced log P(end) at each user turn's first content position; with an end turn, the last one is
     the real end."""
     has_end_turn: bool
+    windows: int = 1
+    """Sequences the conversation was scored in (more than 1 when it is longer than `max_length`)."""
 
 
 @dataclass
@@ -52,6 +61,7 @@ class PerplexityReport:
     with_intent: bool
     scores: list[ConversationScore] = field(default_factory=list)
     skipped: list[RecordProblem] = field(default_factory=list)
+    length: LengthReport | None = None
 
     @property
     def tokens(self) -> int:
@@ -88,6 +98,7 @@ class PerplexityReport:
             "conversations": len(self.scores),
             "end_turns": sum(s.has_end_turn for s in self.scores),
             "skipped": len(self.skipped),
+            "windowed": sum(s.windows > 1 for s in self.scores),
             **self.end_calibration(),
         }
 
@@ -125,6 +136,20 @@ def score_example(model: Any, example: FlipExample, end_id: int | None) -> Conve
     )
 
 
+def _merge(pieces: list[ConversationScore], id: str) -> ConversationScore:
+    """One conversation's windows as one score: sums, and the end log-probs in order (the real end last)."""
+    return ConversationScore(
+        id=id,
+        nll_turns=sum(p.nll_turns for p in pieces),
+        tokens_turns=sum(p.tokens_turns for p in pieces),
+        nll_end=sum(p.nll_end for p in pieces),
+        tokens_end=sum(p.tokens_end for p in pieces),
+        end_logprobs=tuple(v for p in pieces for v in p.end_logprobs),
+        has_end_turn=any(p.has_end_turn for p in pieces),
+        windows=len(pieces),
+    )
+
+
 def user_perplexity(
     model: Any,
     tokenizer: Any,
@@ -133,24 +158,24 @@ def user_perplexity(
     with_intent: bool = True,
     name: str = "",
     max_length: int | None = None,
+    progress: str | None = None,
 ) -> PerplexityReport:
     """User-token perplexity of `records` under a loaded model and its tokenizer (see the module docstring).
 
-    Conversations longer than `max_length` (default: the model's context) are skipped and reported."""
+    A conversation longer than `max_length` (default: the model's context) is scored in windows; `progress`
+    labels a progress bar (None: none)."""
     vocab = tokenizer.get_vocab()
     end_id = vocab.get(END_CONVERSATION)
-    examples, problems = flip_records(
-        tokenizer, records, with_intent=with_intent, end_turn=end_id is not None
+    limit = max_length or getattr(model.config, "max_position_embeddings", None) or 1_000_000
+    fitted = fit_examples(tokenizer, records, limit, with_intent=with_intent, end_turn=end_id is not None)
+    report = PerplexityReport(
+        model=name, with_intent=with_intent, skipped=list(fitted.problems), length=fitted.report
     )
-    limit = max_length or getattr(model.config, "max_position_embeddings", None)
-    report = PerplexityReport(model=name, with_intent=with_intent, skipped=list(problems))
-    for example in examples:
-        if limit is not None and len(example.input_ids) > limit:
-            report.skipped.append(
-                RecordProblem(0, example.id, f"{len(example.input_ids)} tokens, over the {limit}-token limit")
-            )
-            continue
-        report.scores.append(score_example(model, example, end_id))
+    by_conversation: dict[str, list[ConversationScore]] = {}
+    for example in progress_bar(fitted.examples, progress):
+        conversation = example.id.split("#w", 1)[0] if "#w" in example.id else example.id
+        by_conversation.setdefault(conversation, []).append(score_example(model, example, end_id))
+    report.scores = [_merge(pieces, id) for id, pieces in by_conversation.items()]
     return report
 
 
@@ -174,7 +199,7 @@ def teacher_forced_end_logprob(
 
 def evaluate_model(
     name: str,
-    records: Sequence[ChatRecord],
+    records: Sequence[ChatRecord] | str | Path,
     *,
     conditions: Sequence[bool] = (True, False),
     device: str = "auto",
@@ -182,13 +207,24 @@ def evaluate_model(
     chat_template: str | None = None,
     revision: str | None = None,
     max_length: int | None = None,
+    progress: bool = True,
 ) -> list[PerplexityReport]:
-    """Load `name` exactly as `userlm/<name>` would (same loader, same `-M` options) and score `records` under
-    each condition (True: with intent, False: without)."""
+    """Load `name` exactly as `userlm/<name>` would (same loader, same `-M` options) and score `records` (or a
+    conversation file) under each condition (True: with intent, False: without).
+
+    `chat_template`: a template file, `userlm` (UserLM-8b's), or template text, for a model without one or to
+    score a base model with another template. A template that cannot frame a user turn raises `TemplateError`
+    (naming `--chat-template`) before any conversation is scored."""
     from ..runtime.local import torch_thread
     from ..runtime.local.loading import load_userlm
+    from .tokens import read_chat_template
 
-    loaded = load_userlm(name, device=device, dtype=dtype, chat_template=chat_template, revision=revision)
+    records = as_records(records)
+    template = read_chat_template(chat_template) if chat_template is not None else None
+    loaded = load_userlm(
+        name, device=device, dtype=dtype, chat_template=template.text if template else None, revision=revision
+    )
+    loaded.tokenizer._userlm_template_source = template.source if template else "the model's own"
     return [
         torch_thread.call(
             user_perplexity,
@@ -198,6 +234,9 @@ def evaluate_model(
             with_intent=with_intent,
             name=name,
             max_length=max_length,
+            progress=f"{Path(name).name or name} {'with' if with_intent else 'without'} intent"
+            if progress
+            else None,
         )
         for with_intent in conditions
     ]

@@ -12,28 +12,40 @@ labels built, SFTTrainer adds nothing we need, and TRL 1.x computes the loss thr
 never tell "end of conversation" from the EOS row it was copied from. `Trainer` gives the same loop: progress
 bar, checkpoints every `save_steps`, `--resume` from the last one, gradient accumulation and checkpointing.
 
-The output folder is a plain causal LM (LoRA adapters merged) with `<|endconversation|>` in its vocabulary and
-UserLM's chat template, so `--model-role user=userlm/<dir>` loads it as is. `userlm_training.json` beside the
-weights records the profile (with its sources), the data counts and the loss curve.
+The output folder is a plain causal LM (LoRA adapters merged) with `<|endconversation|>` in its vocabulary and the
+chat template it was trained with (the base model's own, else UserLM's: tokens.py), saved in the base model's own
+dtype, so `--model-role user=userlm/<dir>` loads it as is. `userlm_training.json` beside the weights records the
+profile (with its sources), the data counts, what `max_length` did (windows.py), the loss of every step and the
+held-out loss before, during and after training; `userlm_training.png` plots the last two.
+
+Callable from Python as from the CLI: `train_user_lm(".cache/smollm2-135m-instruct", "split/train.jsonl",
+"models/x", profile="cpu", eval_records="split/test.jsonl")`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelLoadError, missing_dependency
 from ..runtime.template import looks_local, stop_token_ids, token_ids
-from .conversations import ChatRecord, RecordProblem
-from .flip import flip_records
-from .profiles import SFTProfile
+from .conversations import ChatRecord, RecordProblem, as_records
+from .flip import IGNORE, FlipExample, turn_frame
+from .profiles import SFTProfile, get_profile
+from .progress import progress_bar
 from .tokens import TokenSetup, prepare_model, prepare_tokenizer
+from .windows import LengthReport, fit_examples
 
 CHECKPOINTS = "checkpoints"
 RECORD_FILE = "userlm_training.json"
+PLOT_FILE = "userlm_training.png"
 
 
 @dataclass
@@ -41,15 +53,52 @@ class SFTResult:
     output_dir: str
     steps: int
     losses: list[tuple[int, float]]
-    """(step, training loss) as logged."""
+    """(step, training loss) of every logged step (every step by default)."""
     train_examples: int
+    """Training sequences (a conversation split into windows counts once per window)."""
     loss_tokens: int
     skipped: list[RecordProblem]
     token_setup: TokenSetup
     eval_loss: float | None = None
+    """Held-out loss after training: mean NLL per loss-carrying token, pooled over the held-out sequences."""
+    heldout: list[tuple[int, float]] = field(default_factory=list)
+    """(step, held-out loss), step 0 being the base model before training."""
     resumed_from: str | None = None
     train_seconds: float = 0.0
+    conversations: int = 0
+    length: LengthReport | None = None
+    eval_length: LengthReport | None = None
+    chat_template_source: str = ""
+    saved_dtype: str = ""
+    output_bytes: int = 0
+    checkpoints_kept: int = 0
+    plot: str | None = None
+    """The PNG of the loss curve and held-out perplexity (None without matplotlib)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float | None:
+        """The training loss of the last step (not of an earlier logged one)."""
+        return self.losses[-1][1] if self.losses else None
+
+    @property
+    def eval_perplexity(self) -> float | None:
+        return math.exp(self.eval_loss) if self.eval_loss is not None else None
+
+    @property
+    def base_eval_perplexity(self) -> float | None:
+        """Held-out perplexity of the base model (step 0), when it was measured before training."""
+        before = [loss for step, loss in self.heldout if step == 0]
+        return math.exp(before[0]) if before else None
+
+    def model_name(self, cwd: str | Path | None = None) -> str:
+        """`userlm/<path>` for this folder: relative to `cwd` (default: the current directory), so never the
+        `userlm//abs/path` an absolute path would give."""
+        return f"userlm/{_relative(self.output_dir, cwd)}"
+
+
+def _relative(path: str | Path, cwd: str | Path | None = None) -> str:
+    return os.path.relpath(Path(path).expanduser().resolve(), Path(cwd or os.getcwd()).resolve())
 
 
 def _import_training() -> None:
@@ -61,14 +110,14 @@ def _import_training() -> None:
 
 
 class _Examples:
-    """The flipped examples as a map-style dataset (cut to `max_length`, keeping the start)."""
+    """The fitted examples as a map-style dataset (each at most `max_length` tokens: windows.py)."""
 
-    def __init__(self, examples: list[Any], max_length: int) -> None:
-        self.rows = []
-        for example in examples:
-            labels = example.labels[:max_length]
-            if any(label != -100 for label in labels):  # a cut that leaves no user token teaches nothing
-                self.rows.append({"input_ids": example.input_ids[:max_length], "labels": labels})
+    def __init__(self, examples: list[FlipExample]) -> None:
+        self.rows = [
+            {"input_ids": e.input_ids, "labels": e.labels}
+            for e in examples
+            if e.loss_tokens  # a sequence with no user token teaches nothing
+        ]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -77,27 +126,39 @@ class _Examples:
         return self.rows[index]
 
 
-def _load_base(base_model: str, dtype: str, revision: str | None) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _source(base_model: str) -> tuple[str, dict[str, Any]]:
     local = looks_local(base_model)
     path = Path(base_model).expanduser()
     if local and not path.is_dir():
         raise ModelLoadError(f"--model {base_model}: no such folder ({path.resolve()})")
-    source = str(path) if local else base_model
-    kwargs: dict[str, Any] = {"revision": revision, **({"local_files_only": True} if local else {})}
+    return (str(path) if local else base_model), ({"local_files_only": True} if local else {})
+
+
+def load_base_tokenizer(base_model: str, revision: str | None = None) -> Any:
+    """The base model's tokenizer (no weights): templates and data are checked before any weights load."""
+    from transformers import AutoTokenizer
+
+    source, kwargs = _source(base_model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        if dtype == "auto":
-            bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            torch_dtype = torch.bfloat16 if bf16 else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        return AutoTokenizer.from_pretrained(source, revision=revision, **kwargs)
+    except OSError as error:
+        raise ModelLoadError(f"--model {base_model}: could not load the tokenizer: {error}") from error
+
+
+def _load_weights(base_model: str, dtype: str, revision: str | None) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source, kwargs = _source(base_model)
+    if dtype == "auto":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        torch_dtype = torch.bfloat16 if bf16 else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, revision=revision, **kwargs)
     except OSError as error:
         raise ModelLoadError(f"--model {base_model}: could not load the base model: {error}") from error
-    return model, tokenizer
 
 
 def _lora_config(profile: SFTProfile, model: Any, end_id: int) -> Any:
@@ -131,22 +192,104 @@ def _last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def heldout_loss(model: Any, rows: Sequence[dict[str, list[int]]], label: str | None = None) -> float | None:
+    """Mean NLL per loss-carrying token, pooled over `rows` (one forward pass each, no padding): the held-out
+    figure `train sft` reports before, during and after training (exp of it is the user-token perplexity over the
+    same tokens the training loss covers)."""
+    import torch
+    import torch.nn.functional as F
+
+    if not rows:
+        return None
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        with torch.no_grad():
+            for row in progress_bar(rows, label):
+                ids = torch.tensor([row["input_ids"]], device=device)
+                labels = torch.tensor(row["labels"][1:], device=device)
+                logits = model(input_ids=ids).logits[0, :-1].float()
+                total += float(F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum"))
+                count += int((labels != IGNORE).sum())
+    finally:
+        model.train(was_training)
+    return total / count if count else None
+
+
+def _saved_dtype(profile: SFTProfile, base_model: str, revision: str | None) -> Any:
+    """The dtype to save in: the profile's, or (auto) the checkpoint's own as its config.json states it (read
+    before the weights load in the training dtype, which rewrites the in-memory config); None: as trained."""
+    import torch
+    from transformers import AutoConfig
+
+    if profile.save_dtype != "auto":
+        return getattr(torch, profile.save_dtype)
+    source, kwargs = _source(base_model)
+    try:
+        config = AutoConfig.from_pretrained(source, revision=revision, **kwargs)
+    except (OSError, ValueError):
+        return None
+    own = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(own, str):
+        own = getattr(torch, own, None)
+    return own if isinstance(own, torch.dtype) else None
+
+
+def _prune_checkpoints(folder: Path, keep: int) -> int:
+    """Delete all but the newest `keep` checkpoints (the folder itself when none is kept); returns how many remain."""
+    if not folder.is_dir():
+        return 0
+    found = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")),
+        key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1,
+    )
+    for old in found[: max(len(found) - keep, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+    if keep == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    return min(len(found), keep)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def train_user_lm(
     base_model: str,
-    train_records: list[ChatRecord],
+    train_records: Sequence[ChatRecord] | str | Path,
     output_dir: str | Path,
     *,
-    profile: SFTProfile,
-    eval_records: list[ChatRecord] | None = None,
+    profile: SFTProfile | str = "paper",
+    eval_records: Sequence[ChatRecord] | str | Path | None = None,
     resume: bool = False,
     chat_template: str | None = None,
     revision: str | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> SFTResult:
-    """Fine-tune `base_model` (hub id or folder) into a User LM in `output_dir` (see the module docstring)."""
+    """Fine-tune `base_model` (hub id or folder) into a User LM in `output_dir` (see the module docstring).
+
+    `train_records` / `eval_records`: records or conversation files; `profile`: a profile or its name, with
+    `overrides` (e.g. `max_steps=4`) applied; `chat_template`: a template file or `userlm` (default: the
+    model's own, else UserLM's). Raises `ConfigError` (naming the option) before any weights load when the data
+    or the template cannot train."""
     _import_training()
+    if isinstance(profile, str):
+        profile = get_profile(profile, **overrides)
+    elif overrides:
+        profile = get_profile(profile.name, **{**profile.model_dump(exclude={"name"}), **overrides})
+    train_records = as_records(train_records)
+    eval_list = as_records(eval_records)
     import torch
-    from transformers import DataCollatorForSeq2Seq, GenerationConfig, Trainer, TrainingArguments
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        GenerationConfig,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     out = Path(output_dir).expanduser()
     checkpoints = out / CHECKPOINTS
@@ -155,21 +298,56 @@ def train_user_lm(
         raise ConfigError(
             f"--resume: no checkpoint under {checkpoints} to resume from (drop --resume to start)"
         )
-    model, tokenizer = _load_base(base_model, profile.dtype, revision)
+    label = (lambda text: text) if progress else (lambda text: None)
+    tokenizer = load_base_tokenizer(base_model, revision)
     added = prepare_tokenizer(tokenizer, chat_template)
-    setup = prepare_model(model, tokenizer, added)
-    examples, skipped = flip_records(tokenizer, train_records)
-    if not examples:
-        reasons = "; ".join(str(p) for p in skipped[:3])
+    frame = turn_frame(
+        tokenizer
+    )  # a template that cannot frame a user turn fails here, before any weights load
+    fitted = fit_examples(
+        tokenizer, train_records, profile.max_length, overflow=profile.overflow, progress=label("flip train")
+    )
+    if not fitted.examples:
+        reasons = "; ".join(str(p) for p in fitted.problems[:3]) or "no conversation given"
         raise ConfigError(f"no trainable conversation among {len(train_records)} ({reasons})")
-    train_set = _Examples(examples, profile.max_length)
-    eval_set = _Examples(flip_records(tokenizer, eval_records or [])[0], profile.max_length)
+    held_out = fit_examples(
+        tokenizer, eval_list, profile.max_length, overflow=profile.overflow, progress=label("flip held-out")
+    )
+    train_set, eval_set = _Examples(fitted.examples), _Examples(held_out.examples)
+
+    save_dtype = _saved_dtype(profile, base_model, revision)
+    model = _load_weights(base_model, profile.dtype, revision)
+    setup = prepare_model(model, tokenizer, added)
     if profile.method == "lora":
         from peft import get_peft_model
 
         model = get_peft_model(model, _lora_config(profile, model, setup.end_token_id))
     if profile.gradient_checkpointing:
         model.config.use_cache = False
+    heldout: list[tuple[int, float]] = []
+    if len(eval_set) and resume_from is None:
+        before = heldout_loss(model, eval_set.rows, label("held-out loss, base model"))
+        if before is not None:
+            heldout.append((0, before))
+
+    class _Progress(
+        TrainerCallback
+    ):  # held-out loss every eval_steps; no checkpoint at the end when none is kept
+        def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+            step = state.global_step
+            if (
+                profile.eval_steps
+                and len(eval_set)
+                and step % profile.eval_steps == 0
+                and step < state.max_steps
+            ):
+                loss = heldout_loss(model, eval_set.rows)
+                if loss is not None:
+                    heldout.append((step, loss))
+            if profile.keep_checkpoints == 0 and step >= state.max_steps:
+                control.should_save = False
+            return control
+
     bf16 = model.dtype == torch.bfloat16
     lr = profile.lora_learning_rate if profile.method == "lora" else profile.learning_rate
     scheduler = "cosine_with_min_lr" if profile.min_learning_rate is not None else "cosine"
@@ -206,50 +384,81 @@ def train_user_lm(
         model=model,
         args=args,
         train_dataset=train_set,
-        eval_dataset=eval_set if len(eval_set) else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=8),
+        callbacks=[_Progress()],
     )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
-    eval_loss = trainer.evaluate().get("eval_loss") if len(eval_set) else None
+    steps = int(trainer.state.global_step)
+    eval_loss = (
+        heldout_loss(trainer.model, eval_set.rows, label("held-out loss, trained")) if len(eval_set) else None
+    )
+    if eval_loss is not None:
+        heldout.append((steps, eval_loss))
     final = trainer.model.merge_and_unload() if profile.method == "lora" else trainer.model
     stops = stop_token_ids(tokenizer, token_ids(getattr(final.config, "eos_token_id", None)))
+    if frame.end_of_turn not in stops:  # the template's end-of-turn is not one of the model's stop tokens
+        stops.append(frame.end_of_turn)
     final.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id
     )
+    if save_dtype is not None and final.dtype != save_dtype:
+        final = final.to(save_dtype)
     out.mkdir(parents=True, exist_ok=True)
     final.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    kept = _prune_checkpoints(checkpoints, profile.keep_checkpoints)
     losses = [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e]
     result = SFTResult(
         output_dir=str(out),
-        steps=int(trainer.state.global_step),
+        steps=steps,
         losses=losses,
         train_examples=len(train_set),
-        loss_tokens=sum(e.loss_tokens for e in examples),
-        skipped=skipped,
+        loss_tokens=sum(e.loss_tokens for e in fitted.examples),
+        skipped=fitted.problems,
         token_setup=setup,
         eval_loss=None if eval_loss is None else float(eval_loss),
+        heldout=heldout,
         resumed_from=resume_from,
         train_seconds=seconds,
+        conversations=len(train_records) - len(fitted.problems),
+        length=fitted.report,
+        eval_length=held_out.report if eval_list else None,
+        chat_template_source=getattr(tokenizer, "_userlm_template_source", ""),
+        saved_dtype=str(final.dtype).removeprefix("torch."),
+        checkpoints_kept=kept,
     )
-    _write_record(out, base_model, profile, result)
+    record = _write_record(out, base_model, profile, result)
+    from .plots import plot_training
+
+    result.plot = plot_training(record, out / PLOT_FILE)
+    result.output_bytes = folder_bytes(out)
     return result
 
 
-def _write_record(out: Path, base_model: str, profile: SFTProfile, result: SFTResult) -> None:
+def _write_record(out: Path, base_model: str, profile: SFTProfile, result: SFTResult) -> dict[str, Any]:
     record = {
         "base_model": base_model,
         "profile": profile.model_dump(mode="json"),
+        "chat_template": result.chat_template_source,
         "steps": result.steps,
+        "conversations": result.conversations,
         "train_examples": result.train_examples,
         "loss_tokens": result.loss_tokens,
+        "length": result.length.to_json() if result.length else None,
+        "eval_length": result.eval_length.to_json() if result.eval_length else None,
         "skipped": [str(p) for p in result.skipped],
         "token_setup": asdict(result.token_setup),
         "losses": result.losses,
+        "final_loss": result.final_loss,
+        "heldout": result.heldout,
         "eval_loss": result.eval_loss,
+        "eval_perplexity": result.eval_perplexity,
+        "saved_dtype": result.saved_dtype,
+        "checkpoints_kept": result.checkpoints_kept,
         "resumed_from": result.resumed_from,
         "train_seconds": round(result.train_seconds, 2),
     }
     (out / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

@@ -4,9 +4,11 @@
   `skip_special_tokens=True` and the runtime detects it as text; docs/userlm.md). When the vocabulary grows, the
   new input-embedding and output rows are copied from the EOS token's, as the public reproduction of the recipe
   does: the model starts by treating "end of conversation" like "end of text" and learns the difference.
-* The chat template is UserLM-8b's (templates/userlm_chat_template.jinja): the output folder then renders prompts
-  exactly as the `userlm/` runtime expects (intent as system message, real roles, prompt ends by opening a user
-  turn), so `--model-role user=userlm/<dir>` works with no `-M chat_template`.
+* The chat template is the base model's own when it has one (ChatML, Llama-3-Instruct, ...: the `userlm/` runtime
+  opens a user turn in any template, runtime/template.py), else UserLM-8b's (templates/userlm_chat_template.jinja);
+  `--chat-template FILE` (or `userlm`) overrides both. The template used for training is the one the output folder
+  ships, so training and the runtime render every prompt identically and `--model-role user=userlm/<dir>` works
+  with no `-M chat_template` (docs/training.md#which-chat-template).
 
 torch/transformers are imported inside the functions that need them.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -23,9 +26,50 @@ from ..turns import END_CONVERSATION
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>")
 
 
+USERLM_TEMPLATE_NAME = "userlm"
+"""`--chat-template userlm`: the packaged UserLM-8b template, without naming its file."""
+
+
 def userlm_chat_template() -> str:
     """UserLM-8b's chat template, shipped as package data (its source is in the file's header comment)."""
     return resources.files(__package__).joinpath("templates/userlm_chat_template.jinja").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class ChatTemplateChoice:
+    """The template a training or scoring run renders with, and where it came from (for messages and the record)."""
+
+    text: str
+    source: str
+    """`the model's own`, `UserLM-8b's: the model has none`, `UserLM-8b's, --chat-template userlm`, or the file."""
+
+
+def read_chat_template(value: str) -> ChatTemplateChoice:
+    """`--chat-template VALUE`: `userlm`, or the path of a Jinja file (a ConfigError naming the option otherwise)."""
+    if value == USERLM_TEMPLATE_NAME:
+        return ChatTemplateChoice(
+            userlm_chat_template(), f"UserLM-8b's (--chat-template {USERLM_TEMPLATE_NAME})"
+        )
+    path = Path(value).expanduser()
+    if path.is_file():
+        return ChatTemplateChoice(path.read_text("utf-8"), f"--chat-template {value}")
+    if "{{" in value or "{%" in value:  # template text passed directly (the Python API)
+        return ChatTemplateChoice(value, "the chat_template argument")
+    raise ConfigError(
+        f"--chat-template {value}: no such file; pass a Jinja template file, or `{USERLM_TEMPLATE_NAME}` for "
+        "UserLM-8b's template"
+    )
+
+
+def choose_chat_template(tokenizer: Any, chat_template: str | None = None) -> ChatTemplateChoice:
+    """The template for training: `chat_template` (see `read_chat_template`) when given, else the model's own,
+    else UserLM-8b's. Does not change the tokenizer."""
+    if chat_template is not None:
+        return read_chat_template(chat_template)
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, str) and own.strip():
+        return ChatTemplateChoice(own, "the model's own")
+    return ChatTemplateChoice(userlm_chat_template(), "UserLM-8b's: the model has none")
 
 
 @dataclass(frozen=True)
@@ -39,11 +83,14 @@ class TokenSetup:
 
 
 def prepare_tokenizer(tokenizer: Any, chat_template: str | None = None) -> bool:
-    """Add `<|endconversation|>` (non-special) and set the chat template (UserLM's unless given). Returns whether
-    the token was added (the model's embeddings must then grow: `prepare_model`)."""
+    """Add `<|endconversation|>` (non-special) and set the chat template (`choose_chat_template`: the given one,
+    else the model's own, else UserLM's). Returns whether the token was added (the model's embeddings must then
+    grow: `prepare_model`)."""
     from tokenizers import AddedToken
 
-    tokenizer.chat_template = chat_template if chat_template is not None else userlm_chat_template()
+    choice = choose_chat_template(tokenizer, chat_template)
+    tokenizer.chat_template = choice.text
+    tokenizer._userlm_template_source = choice.source
     added = END_CONVERSATION not in tokenizer.get_vocab()
     if added:
         tokenizer.add_tokens([AddedToken(END_CONVERSATION, special=False, normalized=False)])
