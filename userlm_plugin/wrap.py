@@ -216,6 +216,7 @@ def with_simulated_user(
         **solver_args: Further `simulated_user` arguments (e.g. `stop_when`, `assistant`).
     """
     from .conversation import simulated_user  # lazy: the solver module may import heavier simulator code
+    from .simulators._common import roles_bound_by_task
     from .simulators.presets import load_simulator
 
     if not isinstance(task, Task):
@@ -248,13 +249,11 @@ def with_simulated_user(
         "message_steps": [_step_name(s) for s in pre_steps],
         "setting": label,
     }
+    with roles_bound_by_task(roles):  # the wrapped task binds these when it runs, not now
+        conversation = simulated_user(simulator=sim, max_turns=max_turns, **solver_args)
     wrapped = task_with(
         task,
-        solver=chain(
-            *pre_steps,
-            set_intent(intent),
-            simulated_user(simulator=sim, max_turns=max_turns, **solver_args),
-        ),
+        solver=chain(*pre_steps, set_intent(intent), conversation),
         model_roles=roles or None,
         name=f"{short}{WRAPPED_SUFFIX}",
         tags=[*(task.tags or []), "simulated_user", f"simulator:{sim.name}", f"setting:{label}"],

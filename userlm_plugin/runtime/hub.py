@@ -44,8 +44,8 @@ def check_offline_hub_id(
     if hub_offline() and not in_hub_cache(source, filenames, revision):
         raise UsageError(
             f"userlm/{model_name}: offline: pass a local folder or download first ({source!r} is not in the "
-            "Hugging Face cache and HF_HUB_OFFLINE is set; run `huggingface-cli download "
-            f"{source}` while online, or pass the model's local folder)"
+            f"Hugging Face cache and HF_HUB_OFFLINE is set; run `hf download {source}` while online, or pass the "
+            "model's local folder)"
         )
 
 

@@ -12,6 +12,9 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from importlib import resources
 from typing import Any, Generic, TypeVar
@@ -140,6 +143,11 @@ class ConfiguredSimulator(Generic[ConfigT]):
     def describe(self) -> dict[str, Any]:
         return {"simulator": self.name, **self.config.model_dump(mode="json")}
 
+    def preflight(self) -> None:
+        """Checks that can run before any sample starts (`simulated_user` calls this while the task is built)."""
+        if isinstance(self.config, ModelSettings):
+            self.config.check_fallback(self.name)
+
 
 class ModelSettings(BaseModel):
     """How an LLM-backed simulator calls its model (the fields every model-backed preset accepts)."""
@@ -155,6 +163,29 @@ class ModelSettings(BaseModel):
     max_tokens: int | None = Field(default=512, gt=0)
     seed: int | None = None
     """Base seed; per-turn seeds are derived from it (or from the eval's `--seed` when this is None)."""
+
+    def check_fallback(self, simulator: str) -> None:
+        """Before any sample starts: when the eval binds no `role` model and the fallback is a `userlm/` model
+        that is not here (a hub id never downloaded, a folder that does not exist), raise one `UsageError` that
+        says how to bind the role or download the model, instead of a traceback in every sample.
+
+        Checked only while an eval sets up its tasks (the eval's roles are known then), never for roles the task
+        binds itself (`roles_bound_by_task`); costs a look at the local hub cache, no network."""
+        from .._inspect_compat import eval_being_set_up
+        from ..errors import UsageError
+
+        if not eval_being_set_up() or self.role in model_roles() or self.role in _task_roles.get():
+            return
+        missing = missing_userlm_model(self.model)
+        if missing is None:
+            return
+        name = (self.model or "").removeprefix("userlm/")
+        download = "" if looks_like_folder(name) else f", or download it first: hf download {name}"
+        raise UsageError(
+            f"simulated_user({simulator!r}): no `{self.role}` model role given, and the default "
+            f"{self.model} {missing}: pass --model-role {self.role}=<model> (for example --model-role "
+            f"{self.role}=userlm/.cache/smollm2-135m-instruct){download}"
+        )
 
     def get_model(self) -> Model:
         """The model bound to `role`; when none is, `model` (else the model under test), announced once per
@@ -189,6 +220,43 @@ class ModelSettings(BaseModel):
         config = self.generate_config(ctx, attempt, **extra)
         output = await model.generate(messages, config=config)
         return output, call_facts(model, config)
+
+
+_task_roles: ContextVar[frozenset[str]] = ContextVar("userlm_task_roles", default=frozenset())
+
+
+@contextmanager
+def roles_bound_by_task(roles: Collection[str]) -> Iterator[None]:
+    """Roles a task binds itself (`Task(model_roles=...)`, `simulate -T user_model=`): Inspect applies them only
+    when the task runs, so a simulator built now must not report them missing (`ModelSettings.check_fallback`)."""
+    token = _task_roles.set(_task_roles.get() | frozenset(roles))
+    try:
+        yield
+    finally:
+        _task_roles.reset(token)
+
+
+def looks_like_folder(name: str) -> bool:
+    from ..runtime.template import looks_local
+
+    return looks_local(name)
+
+
+def missing_userlm_model(model: str | None) -> str | None:
+    """Why `userlm/<name>` cannot load here (`is not downloaded`, `is no folder here`), or None when it can or
+    is not a `userlm/` weights model (a server `base_url` is given per role, not in this name)."""
+    if not model or not model.startswith("userlm/"):
+        return None
+    name = model.removeprefix("userlm/")
+    if looks_like_folder(name):
+        from pathlib import Path
+
+        return None if Path(name).expanduser().is_dir() else "is no folder here"
+    from ..runtime.hub import in_hub_cache
+
+    return (
+        None if in_hub_cache(name, ("config.json",)) else "is not downloaded (it needs the Hugging Face hub)"
+    )
 
 
 _announced_roles: set[str] = set()

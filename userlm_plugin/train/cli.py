@@ -353,6 +353,11 @@ def _run_perplexity(args: argparse.Namespace) -> int:
             f"{row['model'][-40:]:40} {row['condition']:10} {_num(row['perplexity']):>9} "
             f"{_num(row['perplexity_turns']):>9} {row['user_tokens']:>7} {_num(row['end_auroc']):>9}"
         )
+    windowed = {row["model"]: row["windowed"] for row in rows if row["windowed"]}
+    for model, count in windowed.items():
+        print(
+            f"{model}: {count} conversation(s) longer than --max-length scored in windows (docs/training.md)"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0
