@@ -107,7 +107,7 @@ def test_self_answering_simulator_scores_zero_role_adherence(tmp_path: Path) -> 
     assert m["user_ended_pct"] == 100.0  # the first 4 termination items all met the goal
     assert m["end_f1"] == 100.0
     assert m["ai_opener_pct"] == 100.0  # "Here is what I need"
-    assert m["intent_share_pct"] == 100.0  # pasted the whole intent
+    assert m["goal_dump_pct"] == 100.0  # pasted the whole intent
     assert m["judge_unparseable_pct"] == 0.0
     assert log.samples is not None and len(log.samples) == 4 * 4 * 2
     role_sample = next(s for s in log.samples if s.metadata["probe"] == "role")
@@ -117,7 +117,7 @@ def test_self_answering_simulator_scores_zero_role_adherence(tmp_path: Path) -> 
     assert role_sample.messages[-1].text.startswith("The answer is")
     assert set(role_sample.scores) == {
         "role_adherence",
-        "guardrail_activity",
+        "guardrails",
     }  # other probes' scorers skip it
     assert "ANSWERED_OWN_QUESTION" in role_sample.scores["role_adherence"].explanation
 

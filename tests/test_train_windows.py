@@ -90,13 +90,30 @@ def test_each_window_is_what_the_runtime_renders_and_answers_a_reply(tokenizer: 
             assert example.input_ids[: span.start] == runtime[1]
 
 
-def test_a_reply_too_long_for_any_window_is_cut_and_counted(tokenizer: Any) -> None:
-    rec = conversation(3, reply=" ".join(["a very long document"] * 60))  # one reply alone is over max_length
+def test_a_reply_too_long_for_any_window_keeps_its_end(tokenizer: Any) -> None:
+    document = " ".join(f"line {k} of a very long document" for k in range(60))  # one reply over max_length
+    rec = conversation(3, reply=document)
     fitted = fit_examples(tokenizer, [rec], 120)
     assert all(len(e.input_ids) <= 120 for e in fitted.examples)
     report = fitted.report
-    assert report.end_turns_cut == 1 and report.user_turns_cut >= 1
-    assert "raise --max-length" in report.line() and f"{report.end_turns_cut} of 1 end turns" in report.line()
+    assert report.replies_shortened >= 1 and (report.user_turns_cut, report.end_turns_cut) == (0, 0)
+    last = tokenizer.decode(fitted.examples[-1].input_ids)
+    assert "line 59 of a very long document 2" in last and "line 0 of" not in last  # the reply's end is kept
+    assert "long replies kept from their end" in report.line() and "raise --max-length" not in report.line()
+
+
+def test_a_user_turn_longer_than_max_length_is_cut_and_counted(tokenizer: Any) -> None:
+    messages = [
+        {"role": "user", "content": "short question"},
+        {"role": "assistant", "content": "short answer"},
+        {"role": "user", "content": " ".join(["my pasted log line"] * 80)},  # the user turn alone is too long
+        {"role": "assistant", "content": "I see"},
+    ]
+    rec = parse_record({"id": "paste", "intent": INTENT, "messages": messages})[0]
+    fitted = fit_examples(tokenizer, [rec], 96)
+    assert all(len(e.input_ids) <= 96 for e in fitted.examples)
+    assert fitted.report.user_turns_cut == 1 and fitted.report.end_turns_cut == 0
+    assert "1 of 2 user turns" in fitted.report.line() and "raise --max-length" in fitted.report.line()
 
 
 def test_overflow_cut_keeps_the_start_and_says_what_it_lost(tokenizer: Any) -> None:

@@ -118,8 +118,9 @@ class ConversationRecorder:
         _turns_written += 1
         display_counter(PROGRESS_CAPTION, str(_turns_written))
         if display_type() == "plain":  # the plain display drops counters: say it as a line
+            ended = ", the user ended" if record.end_reason is not None else ""
             print(
-                f"{PROGRESS_CAPTION}: {_turns_written} (user turn {record.index}, {record.simulator})",
+                f"{PROGRESS_CAPTION}: {_turns_written} (user turn {record.index}{ended}, {record.simulator})",
                 flush=True,
             )
 

@@ -139,8 +139,8 @@ PROFILES: dict[str, SFTProfile] = {
             "all": "ours: a short CPU run of a small real model (SmolLM2-135M-Instruct on 2 cores), measured in "
             "docs/training.md; not the paper's recipe",
             "learning_rate": "ours: 1e-4 lowered SmolLM2's held-out user-token perplexity; 3e-3 (tiny) wrecked it",
-            "max_length": "ours: windows of 1024 tokens keep every user turn and end turn of SimulatorArena's "
-            "~3k-token conversations at a CPU's pace",
+            "max_length": "ours: windows of 1024 tokens (train/windows.py) keep every user turn and end turn of "
+            "SimulatorArena's ~3k-token conversations at a CPU's pace",
             "per_device_batch_size": "ours: one sequence at a time (no padding), 4 accumulated per step",
         },
     ),

@@ -16,7 +16,9 @@ runtime would (train = serve holds for each):
 Windows are chosen greedily from the token positions of the whole conversation's flip (prefix-stable rendering
 makes a window's length the sum of its parts). The cost: a user turn in a later window is trained with a
 shortened history (the intent, the reply before it and the window's turns), which the `LengthReport` counts.
-Only a window of one reply and one user turn that is still too long is cut at `max_length` (its start kept),
+A window of one reply and one user turn that is still too long (a long document, a pasted file) keeps the END of
+that reply, the part the user reacts to: the reply's text is shortened from its start until the window fits, and
+counted (`replies_shortened`). Only a user turn that is itself longer than `max_length` is cut (its start kept),
 and counted as cut. `overflow="cut"` keeps the old behaviour (cut every long conversation at `max_length`).
 """
 
@@ -48,6 +50,8 @@ class LengthReport:
     """User turns whose tokens were cut, in part or whole."""
     end_turns: int = 0
     end_turns_cut: int = 0
+    replies_shortened: int = 0
+    """Assistant replies too long for any window, kept from their end (the part the user answers)."""
     shortened_history: int = 0
     """Turns (user or end) trained in a later window: with the intent, the reply before and the window's turns as
     their history."""
@@ -65,7 +69,7 @@ class LengthReport:
             )
         how = (
             f"split into windows ({self.sequences} sequences; {self.shortened_history} turn(s) trained with a "
-            "shortened history)"
+            f"shortened history, {self.replies_shortened} long replies kept from their end)"
             if self.overflow == "window"
             else "cut at max_length (their start kept)"
         )
@@ -153,7 +157,7 @@ def fit_examples(
     for record in progress_bar(records, progress):
         try:
             whole = flip_record(tokenizer, record, with_intent=with_intent, end_turn=end_turn)
-            pieces = _fit(tokenizer, record, whole, max_length, overflow, with_intent, end_turn)
+            pieces = _fit(tokenizer, record, whole, max_length, overflow, with_intent, end_turn, report)
         except TemplateError:
             raise
         except FlipError as error:
@@ -173,6 +177,7 @@ def _fit(
     overflow: Overflow,
     with_intent: bool,
     end_turn: bool,
+    report: LengthReport,
 ) -> list[FlipExample]:
     if len(whole.input_ids) <= max_length or overflow == "cut":
         return [whole]
@@ -185,8 +190,41 @@ def _fit(
         with_end_turn = has_end and end == len(whole.spans) - 1
         window = window_record(record, first, end, with_end_turn)
         example = flip_record(tokenizer, window, with_intent=with_intent, end_turn=with_end_turn)
+        if len(example.input_ids) > max_length and first == end and first > 0:
+            example = _shorten_reply(
+                tokenizer, window, example, max_length, with_intent, with_end_turn, report
+            )
         pieces.append(replace(example, id=f"{record.id}#w{k + 1}"))
     return pieces
+
+
+def _shorten_reply(
+    tokenizer: Any,
+    window: ChatRecord,
+    example: FlipExample,
+    max_length: int,
+    with_intent: bool,
+    end_turn: bool,
+    report: LengthReport,
+) -> FlipExample:
+    """The window with its opening reply shortened from the start until it fits (re-flipped, so still exactly what
+    the runtime renders for that text); unchanged when even an empty reply would not fit (the user turn itself
+    is too long: it is cut later)."""
+    reply = window.turns[0]["content"]
+    ids = tokenizer.encode(reply, add_special_tokens=False)
+    excess = len(example.input_ids) - max_length
+    for margin in (4, 16, 64):  # decoding a token slice can re-encode a little longer: retry with more room
+        if excess + margin >= len(ids):
+            break
+        text = tokenizer.decode(ids[excess + margin :]).lstrip()
+        turns = ({"role": "assistant", "content": text}, *window.turns[1:])
+        shorter = flip_record(
+            tokenizer, replace(window, turns=turns), with_intent=with_intent, end_turn=end_turn
+        )
+        if len(shorter.input_ids) <= max_length:
+            report.replies_shortened += 1
+            return shorter
+    return example
 
 
 def _count(report: LengthReport, whole: FlipExample, pieces: list[FlipExample], max_length: int) -> None:

@@ -59,7 +59,7 @@ def first_turn_pairwise_difference_pct() -> Metric:
     return _percent_of_first_turns(qm.mean_pairwise_jaccard_distance)
 
 
-@metric(name="intent_share_pct", scores="unreduced")
+@metric(name="goal_dump_pct", scores="unreduced")
 def first_turn_intent_share_pct() -> Metric:
     """Share of the intent's content words already stated in the first turn, in percent (goal dumping).
 
@@ -86,13 +86,14 @@ def first_turn_mean_words() -> Metric:
 
 
 @scorer(
+    name="first_turn",  # short: Inspect's terminal table cuts longer names (tests/test_metric_names.py)
     metrics=[
         first_turn_unique_unigram_pct(),
         first_turn_pairwise_difference_pct(),
         first_turn_intent_share_pct(),
         first_turn_assistant_opener_pct(),
         first_turn_mean_words(),
-    ]
+    ],
 )
 def first_turn_quality(probe: str | None = None) -> Scorer:
     """The simulated user's opening message: diversity across the run, goal dumping, assistant-like style."""
@@ -140,7 +141,7 @@ def intent_overlap_words_per_turn() -> Metric:
     return ratio_metric("overlap_words_sum", "turns_total", scale=1.0)
 
 
-@scorer(metrics=[intent_overlap_pct(), intent_overlap_words_per_turn()])
+@scorer(name="intent_overlap", metrics=[intent_overlap_pct(), intent_overlap_words_per_turn()])
 def intent_decomposition(probe: str | None = None) -> Scorer:
     """How much of the intent's wording each user turn repeats (model-free)."""
 

@@ -38,12 +38,13 @@ def role_break_pct() -> Metric:
 
 
 @scorer(
+    name="guardrails",  # short: Inspect's terminal table cuts longer names (tests/test_metric_names.py)
     metrics=[
         guardrail_intervention_pct(),
         rejected_drafts_per_turn(),
         guardrails_exhausted_pct(),
         role_break_pct(),
-    ]
+    ],
 )
 def guardrail_activity(probe: str | None = None) -> Scorer:
     """How often the simulator's drafts were rejected and resampled, and how often it slipped out of role."""
