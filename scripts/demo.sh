@@ -7,6 +7,11 @@
 #      guardrails (SmolLM2 again, with a user turn opened in its own chat template: UserLM-8b itself needs a
 #      GPU and the hub);
 # then `userlm-plugin compare` prints P / A90 / U and the drop from `full`, and writes a chart.
+# The printed result is the same on every run: the conversations run one at a time (--max-samples 1). Inspect's hf/
+# provider seeds its sampler once per process, so with conversations in parallel the order of the assistant's calls
+# (which depends on timing) decided which random numbers each answer drew; and the user's turns, seeded per
+# sample, epoch and turn (--seed), were decoded in batches whose make-up also depended on timing, which changes
+# bf16 logits enough to flip a sampled token. One at a time, both see the same calls in the same order.
 # The first run also converts the GGUF weights once into .cache/ (~20 s); README.md says how long the demo takes.
 #
 # Real use (any provider through litellm/, UserLM-8b on a GPU as the user):
@@ -31,7 +36,7 @@ for SETTING in full userlm; do
     --sample-id HumanEval/23,HumanEval/53,HumanEval/45 \
     --model hf/local -M model_path="$MODEL_DIR" -M device=cpu -M dtype=bfloat16 \
     --model-role "user={model: userlm/$MODEL_DIR, model_args: {dtype: bfloat16}}" \
-    --max-tokens 256 --temperature 0.7 --seed 1 \
+    --max-tokens 256 --temperature 0.7 --seed 1 --max-samples 1 \
     --log-dir "$LOG_DIR" --display plain "$@"
 done
 echo; echo "=== comparison ==="

@@ -185,8 +185,10 @@ def test_llama3_instruct_style_base_keeps_its_template(tmp_path: Path) -> None:
         max_steps=2,
         eval_records=run.test,
         progress=False,
+        eval_before=False,  # the caller scores the base model itself: no held-out pass before training
     )
     assert result.steps == 2 and result.final_loss == result.losses[-1][1] and result.eval_loss is not None
+    assert [step for step, _ in result.heldout] == [2] and result.base_eval_perplexity is None
     assert (tmp_path / "out" / "chat_template.jinja").read_text() == LLAMA3_CHAT_TEMPLATE
     assert result.checkpoints_kept == 1  # tiny keeps one for --resume
 

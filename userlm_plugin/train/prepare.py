@@ -56,17 +56,16 @@ class FlipRun:
         head = f"train {len(self.train)} / test {len(self.test)} conversations ({self.split_by}-grouped) -> {self.out}"
         if self.model is None:
             return head + " (not checked against a model's template: pass --model to check and preview)"
-        left_out = (
-            f"; {len(self.unflippable)} that cannot be flipped left out (see {REPORT_FILE})"
+        flips = (
+            f"{len(self.unflippable)} that cannot be flipped left out (see {REPORT_FILE})"
             if self.unflippable
-            else ""
+            else "every one flips"
         )
         tokens = self.tokens
         return (
-            f"{head}; every one flips with {self.model}'s rendering (chat template: {self.chat_template_source}): "
-            f"{tokens.get('tokens', 0):,} tokens, {tokens.get('loss_tokens', 0):,} on user turns, longest "
-            f"{tokens.get('max_tokens', 0):,} (median {tokens.get('median_tokens', 0):,}){left_out}; "
-            f"preview: {self.preview}"
+            f"{head}; checked against {self.model}'s rendering (chat template: {self.chat_template_source}): "
+            f"{flips}; {tokens.get('tokens', 0):,} tokens, {tokens.get('loss_tokens', 0):,} on user turns, longest "
+            f"{tokens.get('max_tokens', 0):,} (median {tokens.get('median_tokens', 0):,}); preview: {self.preview}"
         )
 
 

@@ -267,14 +267,16 @@ def train_user_lm(
     chat_template: str | None = None,
     revision: str | None = None,
     progress: bool = True,
+    eval_before: bool = True,
     **overrides: Any,
 ) -> SFTResult:
     """Fine-tune `base_model` (hub id or folder) into a User LM in `output_dir` (see the module docstring).
 
     `train_records` / `eval_records`: records or conversation files; `profile`: a profile or its name, with
     `overrides` (e.g. `max_steps=4`) applied; `chat_template`: a template file or `userlm` (default: the
-    model's own, else UserLM's). Raises `ConfigError` (naming the option) before any weights load when the data
-    or the template cannot train."""
+    model's own, else UserLM's); `eval_before=False` skips the held-out loss of the base model (one forward pass
+    over the held-out data; a caller that scores the base model itself saves it). Raises `ConfigError` (naming
+    the option) before any weights load when the data or the template cannot train."""
     _import_training()
     if isinstance(profile, str):
         profile = get_profile(profile, **overrides)
@@ -301,9 +303,8 @@ def train_user_lm(
     label = (lambda text: text) if progress else (lambda text: None)
     tokenizer = load_base_tokenizer(base_model, revision)
     added = prepare_tokenizer(tokenizer, chat_template)
-    frame = turn_frame(
-        tokenizer
-    )  # a template that cannot frame a user turn fails here, before any weights load
+    # a template that cannot frame a user turn fails here, before any weights load
+    frame = turn_frame(tokenizer)
     fitted = fit_examples(
         tokenizer, train_records, profile.max_length, overflow=profile.overflow, progress=label("flip train")
     )
@@ -325,14 +326,14 @@ def train_user_lm(
     if profile.gradient_checkpointing:
         model.config.use_cache = False
     heldout: list[tuple[int, float]] = []
-    if len(eval_set) and resume_from is None:
+    if len(eval_set) and resume_from is None and eval_before:
         before = heldout_loss(model, eval_set.rows, label("held-out loss, base model"))
         if before is not None:
             heldout.append((0, before))
 
-    class _Progress(
-        TrainerCallback
-    ):  # held-out loss every eval_steps; no checkpoint at the end when none is kept
+    class _Progress(TrainerCallback):
+        """The held-out loss every `eval_steps`; no checkpoint written at the end when none is to be kept."""
+
         def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
             step = state.global_step
             if (
