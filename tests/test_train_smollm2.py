@@ -60,8 +60,8 @@ def test_smollm2_flip_sft_perplexity_and_play_the_user(tmp_path: Path, smollm2: 
     )
     assert split.unflippable == [] and split.chat_template_source == "the model's own"
     assert "<|im_start|>user\n⟦" in (tmp_path / "split" / "preview.txt").read_text()
-    write_conversations(tmp_path / "train.jsonl", split.train[:6])
-    write_conversations(tmp_path / "test.jsonl", split.test[:2])
+    write_conversations(tmp_path / "train.jsonl", split.train[:4])
+    write_conversations(tmp_path / "test.jsonl", split.test[:1])
 
     model = tmp_path / "smollm2-user"
     sft = ["train", "sft", "--model", str(smollm2), "--data", str(tmp_path / "train.jsonl")]
@@ -81,7 +81,7 @@ def test_smollm2_flip_sft_perplexity_and_play_the_user(tmp_path: Path, smollm2: 
         + ["--data", str(tmp_path / "test.jsonl"), "--condition", "intent", "--out", str(tmp_path / "p.json")]
     )
     rows = {Path(r["model"]).name: r for r in json.loads((tmp_path / "p.json").read_text())}
-    assert rows[smollm2.name]["end_turns"] == 0 and rows[model.name]["end_turns"] == 2
+    assert rows[smollm2.name]["end_turns"] == 0 and rows[model.name]["end_turns"] == 1
     assert all(r["perplexity_turns"] > 1 for r in rows.values()) and "PPL turns" in ppl
 
     def assistant(
