@@ -5,8 +5,9 @@ One JSON object per line:
     {"id": "c1", "user_id": "u7", "intent": "You are a user chatting with ...",
      "messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}, ...]}
 
-`intent` and `user_id` are optional (field names configurable). `content` is a string or a list of
-`{"type": "text", "text": ...}` parts. A `system` message is the *assistant's* prompt, which a real user never
+`intent` and `user_id` are optional (field names configurable). A WildChat/LMSYS row as the hub publishes it
+(`conversation` instead of `messages`, extra keys on each turn) is read the same way. `content` is a string or a
+list of `{"type": "text", "text": ...}` parts. A `system` message is the *assistant's* prompt, which a real user never
 sees, so it is dropped (and counted). The rest must alternate user/assistant, start with the user and end with the
 assistant's reply: UserLM's training data always alternates (arXiv 2510.06552 §2; docs/userlm.md), and the final
 `<|endconversation|>` is the user's turn after the last reply. A record that breaks a rule is reported with its line
@@ -128,9 +129,12 @@ def parse_record(
     Raises `ConfigError` naming the field and the fix."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a record must be a JSON object with a `messages` list, got {type(raw).__name__}")
-    messages = raw.get("messages")
+    # `conversation`: WildChat/LMSYS rows as the hub publishes them
+    messages = raw.get("messages", raw.get("conversation"))
     if not isinstance(messages, list) or not messages:
-        raise ConfigError("field `messages` must be a non-empty list of {'role', 'content'} objects")
+        raise ConfigError(
+            "field `messages` (or WildChat's `conversation`) must be a non-empty list of {'role', 'content'} objects"
+        )
     turns: list[dict[str, str]] = []
     dropped = 0
     for i, message in enumerate(messages):
@@ -167,7 +171,7 @@ def parse_record(
         raise ConfigError(f"field `{intent_field}` must be a non-empty string when present")
     user_id = raw.get(user_field)
     record_id = _record_id(raw, id_field, turns)
-    known = {id_field or "", user_field, intent_field, "messages", *ID_FIELDS}
+    known = {id_field or "", user_field, intent_field, "messages", "conversation", *ID_FIELDS}
     return (
         ChatRecord(
             id=record_id,
