@@ -28,7 +28,7 @@ from inspect_ai.solver import TaskState
 from inspect_ai.util import Store, display_counter, display_type, span
 
 from .records import Conversation
-from .turns import EndReason, StopReason, TurnRecord
+from .turns import EndReason, HumanReference, StopReason, TurnRecord
 
 SUMMARY_KEY = "simulated_user"
 """`state.metadata` key of the conversation summary (stop reason, turn counts, guardrail activity, simulator)."""
@@ -97,8 +97,9 @@ class ConversationRecorder:
         """The transcript span that holds user turn `index`: the simulator's model calls and the turn's event."""
         return span(f"user turn {index} ({self.simulator})", type="simulated_user")
 
-    def user_turn(self, record: TurnRecord) -> None:
-        """Record one simulated user turn (sent, or the user's decision to end)."""
+    def user_turn(self, record: TurnRecord, human: HumanReference | None = None) -> None:
+        """Record one simulated user turn (sent, or the user's decision to end); `human`: what the real person
+        wrote at this point, shown beside it in the transcript (the human-fidelity eval)."""
         global _turns_written
         self.turns.append(record.model_dump(mode="json"))
         self._set("turns", [*self.turns])
@@ -114,7 +115,7 @@ class ConversationRecorder:
             self.end_reason = record.end_reason
             self._set("end_reason", self.end_reason)
         self._summarize()
-        transcript().info(turn_markdown(record), source=record.simulator)
+        transcript().info(turn_markdown(record, human), source=record.simulator)
         _turns_written += 1
         display_counter(PROGRESS_CAPTION, str(_turns_written))
         if display_type() == "plain":  # the plain display drops counters: say it as a line
@@ -163,8 +164,27 @@ def _quote(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def turn_markdown(record: TurnRecord) -> str:
-    """One turn as the transcript shows it: who wrote it, what was sent, every rejected draft and why."""
+def _cell(text: str | None, ended: str) -> str:
+    return ended if text is None else "“" + _quote(text, 600).replace("|", "\\|") + "”"
+
+
+def side_by_side(record: TurnRecord, human: HumanReference) -> str:
+    """The person's turn beside the simulated one, as a two-column Markdown table (with their lengths)."""
+    ended = "*ended the conversation*"
+    words = ["—" if t is None else str(len(t.split())) for t in (human.text, record.text)]
+    return "\n".join(
+        [
+            f"| | human (reference) | simulated (`{record.simulator}`) |",
+            "|---|---|---|",
+            f"| turn {record.index} | {_cell(human.text, ended)} | {_cell(record.text, ended)} |",
+            f"| words | {words[0]} | {words[1]} |",
+        ]
+    )
+
+
+def turn_markdown(record: TurnRecord, human: HumanReference | None = None) -> str:
+    """One turn as the transcript shows it: who wrote it, what was sent, every rejected draft and why, and (with
+    `human`) the real person's turn at the same point beside it."""
     head = f"**User turn {record.index}** by `{record.simulator}`"
     notes = []
     if record.retries:
@@ -180,7 +200,11 @@ def turn_markdown(record: TurnRecord) -> str:
         lines.append(f"Asked by the agent (`ask_user`): “{_quote(str(question))}”")
         if (reply := record.metadata.get(REPLY_KEY)) is not None:
             lines.append(f"The user said: “{_quote(str(reply))}”")
-    if record.text is not None:
+    if human is not None:
+        lines.append(side_by_side(record, human))
+        if record.text is None:
+            lines.append(f"The simulator ended the conversation (`{record.end_reason}`).")
+    elif record.text is not None:
         lines.append(f"Sent: “{_quote(record.text)}”")
     else:
         lines.append(f"*The user ended the conversation* (`{record.end_reason}`).")

@@ -98,6 +98,14 @@ class UserTurn(BaseModel):
         return cls(text=None, end_reason=reason, **kwargs)
 
 
+class HumanReference(BaseModel):
+    """What the real person wrote at the same point of the same conversation: the reference the human-fidelity
+    eval logs beside each simulated turn (docs/fidelity.md)."""
+
+    text: str | None
+    """The person's turn; None when they ended the conversation here."""
+
+
 class TurnRecord(UserTurn):
     """One simulated user turn as the solver recorded it (stored in `Conversation.turns`)."""
 
