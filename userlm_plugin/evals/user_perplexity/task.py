@@ -72,23 +72,61 @@ def perplexity_dataset(data: str, limit: int | None = None) -> MemoryDataset:
     return MemoryDataset(samples, name="user_perplexity")
 
 
+def is_local_userlm(model: Any) -> bool:
+    """Whether `model` is a local `userlm/` model (perplexity needs its weights, not a server)."""
+    from ...runtime.provider import UserLMAPI
+
+    return isinstance(model.api, UserLMAPI) and model.api.remote_args is None
+
+
+async def conversation_sums(
+    model: Any, record: Any, conditions: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Per condition (`intent`, `no_intent`), the summed NLL and token counts of one conversation's real user
+    turns under a local `userlm/` model, and its teacher-forced end log-probabilities (what the metric pools)."""
+    from ...runtime.local import torch_thread
+    from ...train.perplexity import user_perplexity
+
+    loaded = await asyncio.to_thread(lambda: model.api.loaded)
+    out: dict[str, dict[str, Any]] = {}
+    for name in conditions:
+        report = await asyncio.to_thread(
+            torch_thread.call,
+            user_perplexity,
+            loaded.model,
+            loaded.tokenizer,
+            [record],
+            with_intent=name == "intent",
+            name=str(model),
+        )
+        if report.skipped:
+            out[name] = {"skipped": str(report.skipped[0])}
+        else:
+            s = report.scores[0]
+            out[name] = {
+                "nll_turns": s.nll_turns,
+                "tokens_turns": s.tokens_turns,
+                "nll_end": s.nll_end,
+                "tokens_end": s.tokens_end,
+                "end_logprobs": list(s.end_logprobs),
+                "has_end_turn": s.has_end_turn,
+            }
+    return out
+
+
 @solver
 def score_user_turns(condition: Condition = "both", role: str = "user") -> Solver:
     """Score the sample's real user turns under the `role` model (no generation)."""
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
-        from ...runtime.local import torch_thread
-        from ...runtime.provider import UserLMAPI
         from ...train.conversations import ChatRecord
-        from ...train.perplexity import user_perplexity
 
         model = get_model(role=role)
-        if not isinstance(model.api, UserLMAPI) or model.api.remote_args is not None:
+        if not is_local_userlm(model):
             raise UsageError(
                 f"user_perplexity needs a local userlm/ model in the `{role}` role (weights, not a server); got "
                 f"{model}: pass --model-role {role}=userlm/<folder or hub id>"
             )
-        loaded = await asyncio.to_thread(lambda: model.api.loaded)
         messages = state.input if isinstance(state.input, list) else []
         turns = tuple(
             {"role": m.role, "content": m.text.strip()} for m in messages if m.role in ("user", "assistant")
@@ -96,28 +134,7 @@ def score_user_turns(condition: Condition = "both", role: str = "user") -> Solve
         metadata = state.metadata or {}
         record = ChatRecord(id=str(state.sample_id), turns=turns, intent=metadata.get("intent"))
         store = state.store_as(UserTokenScores)
-        for name in CONDITIONS[condition]:
-            report = await asyncio.to_thread(
-                torch_thread.call,
-                user_perplexity,
-                loaded.model,
-                loaded.tokenizer,
-                [record],
-                with_intent=name == "intent",
-                name=str(model),
-            )
-            if report.skipped:
-                store.by_condition[name] = {"skipped": str(report.skipped[0])}
-            else:
-                s = report.scores[0]
-                store.by_condition[name] = {
-                    "nll_turns": s.nll_turns,
-                    "tokens_turns": s.tokens_turns,
-                    "nll_end": s.nll_end,
-                    "tokens_end": s.tokens_end,
-                    "end_logprobs": list(s.end_logprobs),
-                    "has_end_turn": s.has_end_turn,
-                }
+        store.by_condition = await conversation_sums(model, record, CONDITIONS[condition])
         transcript().info(store.by_condition, source="user_perplexity")
         state.completed = True
         return state
@@ -125,14 +142,19 @@ def score_user_turns(condition: Condition = "both", role: str = "user") -> Solve
     return solve
 
 
-def _pooled(scores: list[SampleScore], condition: str, end: bool) -> float | None:
+def pooled_perplexity(rows: list[dict[str, Any]], end: bool) -> float | None:
+    """exp(total NLL / total tokens) over conversations' sums (`conversation_sums` rows); `end`: count the final
+    `<|endconversation|>` turn too. None without tokens."""
     nll = tokens = 0.0
-    for s in scores:
-        row = (s.score.metadata or {}).get(condition) or {}
+    for row in rows:
         if "tokens_turns" in row:
             nll += row["nll_turns"] + (row["nll_end"] if end else 0.0)
             tokens += row["tokens_turns"] + (row["tokens_end"] if end else 0)
     return math.exp(nll / tokens) if tokens else None
+
+
+def _pooled(scores: list[SampleScore], condition: str, end: bool) -> float | None:
+    return pooled_perplexity([(s.score.metadata or {}).get(condition) or {} for s in scores], end)
 
 
 @metric(scores="unreduced")
