@@ -16,7 +16,7 @@ if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$(stamp)" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU-only machines.
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test,train]"
+  .venv/bin/pip install -q -c constraints.txt -e ".[runtime,data,report,test,train,fidelity]"
   # The build backend (hatchling) writes no egg-info; one left by an older setuptools install would shadow the
   # installed metadata when the cwd is the repo (python -m pytest) and Inspect would drop our `userlm_plugin/`
   # registry prefix (userlm_plugin/__init__.py also steps around it, with a warning).

@@ -4,6 +4,7 @@
 * `tiny_userlm_factory(**spec)`: builds a variant (token_bias=..., scripts=..., flavour=..., chat_template=...)
   and returns its folder; each distinct spec is built once per session.
 * `tiny_userlm_model(path, **model_args)`: an Inspect `Model` for `userlm/<path>`.
+* `smollm2_dir`: SmolLM2-135M-Instruct as a plain folder (`.cache/smollm2-135m-instruct`, converted once).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def tiny_userlm_model() -> Callable[..., Any]:
         return get_model(f"userlm/{path}", memoize=False, **model_args)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a transformers folder (tests/smollm2.py)."""
+    from smollm2 import smollm2_folder
+
+    return smollm2_folder()
 
 
 # The llama.cpp server (SmolLM2 on 127.0.0.1) fixtures: `llama_server` (one per session, shared by every module

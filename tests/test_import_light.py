@@ -4,7 +4,17 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "litellm", "tokenizers", "huggingface_hub"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "litellm",
+    "tokenizers",
+    "huggingface_hub",
+    "sklearn",
+    "scipy",
+    "spellchecker",
+    "wordfreq",
+]
 
 
 def test_registry_import_is_light() -> None:

@@ -5,6 +5,7 @@ Must stay light: no torch, transformers or litellm at import (tests/test_import_
 
 # ruff: noqa: F401
 from .conversation import simulated_user
+from .evals.human_fidelity.scorers import guardrail_fit, human_fidelity, human_perplexity
 from .evals.user_perplexity.task import user_token_perplexity
 from .providers import litellm, userlm
 from .scoring.answers.code import code_scorer
