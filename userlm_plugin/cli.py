@@ -18,7 +18,8 @@ from .train.cli import add_train_parser
 def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="compare models and settings from Inspect logs (P, A90, U, turns, cost, drop vs full)",
+        help="compare models and settings from Inspect logs (P, A90, U, turns, cost, drop vs full), or "
+        "simulators against people (--view fidelity)",
         description="Read every Inspect log under LOG_DIR and write comparison.md/.html/.json/.png.",
     )
     parser.add_argument("log_dir", metavar="LOG_DIR", help="directory of Inspect logs (searched recursively)")
@@ -36,10 +37,40 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 2 when the report flags incomparable runs"
     )
+    parser.add_argument(
+        "--view",
+        choices=("reliability", "fidelity"),
+        default="reliability",
+        help="reliability (default): assistants' P/A90/U across settings; fidelity: simulators against the "
+        "people of evals/human_fidelity.py runs, written as fidelity.md/.html/.json/.png",
+    )
     parser.set_defaults(run=_run_compare)
 
 
+def _run_fidelity(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .report.fidelity import compare_fidelity
+
+    try:
+        report, files = compare_fidelity(args.log_dir, args.out)
+    except ConfigError as ex:
+        print(f"userlm-plugin compare --view fidelity: {ex}", file=sys.stderr)
+        return 1
+    rows = sum(len(t.rows) - 1 for t in report.tables)
+    print(f"{rows} simulator rows from {len(report.runs)} runs ({len(report.skipped)} logs skipped)")
+    for path in (files.markdown, files.html, files.json, files.png):
+        if path is not None:
+            print(f"wrote {path}")
+    if files.png_skipped:
+        print(f"no chart: {files.png_skipped}", file=sys.stderr)
+    for flag in report.flags:
+        print(f"  - flag: {flag}", file=sys.stderr)
+    return 2 if report.flags and args.strict else 0
+
+
 def _run_compare(args: argparse.Namespace) -> int:
+    if args.view == "fidelity":
+        return _run_fidelity(args)
     from .report import compare_logs
 
     try:
