@@ -113,6 +113,8 @@ def test_bad_arguments_fail_in_one_line_before_any_model() -> None:
         human_fidelity_task()
     with pytest.raises(UsageError, match="the only source is simulatorarena"):
         human_fidelity_task(source="wildchat")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="-T subset=math_tutoring applies to -T source=simulatorarena"):
+        human_fidelity_task(data=jsonl, subset="math_tutoring")
     with pytest.raises(UsageError, match="file not found"):
         human_fidelity_task(data="nowhere.jsonl")
     with pytest.raises(UsageError, match="Unknown simulator 'prompt'.*Did you mean 'prompted'"):

@@ -203,3 +203,14 @@ def test_inspect_score_recomputes_the_metrics_from_the_log(tmp_path: Path) -> No
     rescored = score(log, [human_fidelity(), guardrail_fit()], action="overwrite")
     after = log_metrics(rescored)
     assert {k: after[k] for k in before} == before  # everything comes from the store and the metadata
+
+
+def test_a_model_backed_simulator_without_its_role_fails_in_one_line(tmp_path: Path) -> None:
+    [log] = eval(
+        EVAL_FILE,
+        task_args={"data": CONVERSATIONS, "simulator": "prompted", "limit": 1},
+        display="none",
+        log_dir=str(tmp_path),
+    )
+    assert log.status == "error" and log.error is not None
+    assert "bind one with --model-role user=<model>" in log.error.message

@@ -37,7 +37,7 @@ from ...simulators._common import render
 from ...simulators.base import Simulator
 from . import simulatorarena as arena
 from .dataset import HumanData, human_dataset
-from .replay import ending_allowed
+from .replay import check_user_model, ending_allowed
 
 ASPECTS = ("interaction", "document")
 ANY_ASSISTANT = "*"
@@ -92,6 +92,7 @@ def converse_with_assigned_assistant(
     recorded as any `simulated_user` conversation."""
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        check_user_model(simulator)
         name = str((state.metadata or {}).get("assistant_model"))
         spec = assistants.get(name, assistants.get(ANY_ASSISTANT))
         if spec is None:  # checked when the task was built; a sample changed since then

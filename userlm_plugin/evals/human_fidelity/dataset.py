@@ -101,6 +101,10 @@ def read_human_data(
             path, f"{arena.REPOSITORY}@{arena.COMMIT[:10]}/{arena.FILES[subset].name}", background
         )
     assert data is not None
+    if subset != "document_creation":
+        raise UsageError(
+            f"-T subset={subset} applies to -T source=simulatorarena; a -T data= file's kind is read from its fields"
+        )
     path = resolve_user_path(data)
     if not path.is_file():
         raise UsageError(f"-T data={data}: file not found (cwd {Path.cwd()})")

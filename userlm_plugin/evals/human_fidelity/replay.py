@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from inspect_ai.model import ChatMessageUser
+from inspect_ai.model import ChatMessageUser, model_roles
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import LimitExceededError, suspend_token_limit, suspend_turn_limit
 
 from ...conversation import context_from_state, describe_simulator
+from ...errors import UsageError
 from ...recorder import ConversationRecorder
 from ...records import conversation_from_store
 from ...simulators.base import Simulator
@@ -78,6 +79,18 @@ def replay_positions(state: TaskState) -> list[ReplayPosition]:
     ]
 
 
+def check_user_model(sim: Simulator) -> None:
+    """A model-backed simulator needs its role bound (or a model of its own): the replay has no model under test
+    to fall back on, so say so in one line instead of Inspect's "No model specified"."""
+    config = getattr(sim, "config", None)
+    role, model = getattr(config, "role", None), getattr(config, "model", None)
+    if role is not None and model is None and role not in model_roles():
+        raise UsageError(
+            f"the {sim.name} simulator writes with the `{role}` model role and the replay has no model under test "
+            f"to fall back on: bind one with --model-role {role}=<model>"
+        )
+
+
 @solver
 def replay_human_turns(simulator: str | dict[str, Any] | Simulator = "userlm") -> Solver:
     """For each user turn of the sample's real conversation, ask the simulator for that turn (see the module)."""
@@ -85,6 +98,7 @@ def replay_human_turns(simulator: str | dict[str, Any] | Simulator = "userlm") -
     config = describe_simulator(sim, simulator)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        check_user_model(sim)
         base = context_from_state(state, None, needs_intent=getattr(sim, "needs_intent", True))
         system = [m for m in state.messages if m.role == "system"]
         dialogue = [m for m in state.messages if m.role in ("user", "assistant")]
