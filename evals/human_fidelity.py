@@ -44,7 +44,8 @@ def human_fidelity(
         protocol: replay (the fidelity metrics) or correlation (SimulatorArena's rating correlation).
         assistants: correlation only: SimulatorArena's assistant names -> Inspect models ("*" = any other).
         max_turns: correlation only: cap on simulated user turns (SimulatorArena's simulations use 15).
-        background: SimulatorArena document creation: put the person's private background in the intent.
+        background: SimulatorArena document creation: give the simulator the person's private background
+            (sample metadata `user_background`, appended to the intent).
         limit: Replay only the first N conversations.
         on_invalid: skip (default, each logged) or fail on records that cannot be replayed.
     """

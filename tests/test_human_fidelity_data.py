@@ -15,7 +15,12 @@ import pytest
 
 from userlm_plugin.errors import UsageError
 from userlm_plugin.evals.human_fidelity import simulatorarena as arena
-from userlm_plugin.evals.human_fidelity.dataset import check_invalid, human_dataset, read_human_data
+from userlm_plugin.evals.human_fidelity.dataset import (
+    check_invalid,
+    human_dataset,
+    read_human_data,
+    sample_intent,
+)
 from userlm_plugin.evals.human_fidelity.task import human_fidelity_task
 
 FIXTURES = Path(__file__).parent / "fixtures" / "human"
@@ -61,17 +66,29 @@ def test_invalid_records_are_skipped_or_fail_the_load() -> None:
 
 def test_document_creation_intent_is_written_as_userlm_intents_are() -> None:
     raw = json.loads((FIXTURES / "simulatorarena_documents.json").read_text())[0]
-    assert arena.document_intent(raw) == (
-        "You are a user chatting with an assistant language model to get help writing an email (thank you "
-        "note): write a short note thanking a neighbour for their help. What you have in mind, as you wrote it "
-        "down before the chat: Who helped you, and how? my neighbour Rosa watered my plants for two weeks. What "
-        "do you want them to know? that I owe her a dinner. The document should be between 100 and 500 words."
-    )
-    assert arena.document_intent(raw, background=False) == (
+    intent = (
         "You are a user chatting with an assistant language model to get help writing an email (thank you "
         "note): write a short note thanking a neighbour for their help. The document should be between 100 "
         "and 500 words."
     )
+    assert arena.document_intent(raw) == intent
+    # the person's background travels as `user_background`, which every simulator gets after the intent
+    [sample] = human_dataset(read_human_data(str(FIXTURES / "simulatorarena_documents.json")), limit=1)
+    assert sample.metadata is not None and sample.metadata["intent"] == intent
+    assert sample.metadata["user_background"] == [
+        {
+            "question": "Who helped you, and how?",
+            "answer": "my neighbour Rosa watered my plants for two weeks",
+        },
+        {"question": "What do you want them to know?", "answer": "that I owe her a dinner"},
+    ]
+    assert sample_intent(sample.metadata) == (
+        f"{intent}\n\nWhat you know about your situation (the assistant does not know it until you say it):\n"
+        "- Who helped you, and how? my neighbour Rosa watered my plants for two weeks\n"
+        "- What do you want them to know? that I owe her a dinner"
+    )
+    plain = read_human_data(str(FIXTURES / "simulatorarena_documents.json"), background=False)
+    assert "user_background" not in plain.records[0].extra  # -T background=false: the task alone
 
 
 def test_ratings_are_z_normalised_per_worker_with_small_workers_pooled() -> None:

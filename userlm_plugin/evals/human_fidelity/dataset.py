@@ -10,8 +10,10 @@
 A record that cannot be replayed is skipped with its reason (logged, and listed in the task metadata), or fails
 the load with `-T on_invalid=fail`; the rest of the run goes on.
 
-One sample per conversation: its input is the real conversation, its metadata the intent, the human's user turns
-(`turns`, which the `scripted` simulator replays), who wrote it (`user_id`) and the source's own fields.
+One sample per conversation: its input is the real conversation, its metadata the intent, what the person knew
+beyond it (`user_background`, appended to the intent for every simulator: docs/agents.md#what-the-simulated-user-knows),
+the human's user turns (`turns`, which the `scripted` simulator replays), who wrote it (`user_id`) and the source's
+own fields.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import ChatMessage, ChatMessageAssistant, ChatMessageSystem, ChatMessageUser
 
 from ..._paths import resolve_user_path
 from ...errors import ConfigError, UsageError
+from ...simulators.background import BACKGROUND_KEY, intent_with_background
 from ...train.conversations import ChatRecord, RecordProblem, read_conversations
 from . import simulatorarena as arena
 
@@ -131,6 +134,8 @@ def record_sample(record: ChatRecord, system_prompt: str | None = None) -> Sampl
         user_index += turn["role"] == "user"
         messages.append(_message(turn, user_index))
     extra = {k: v for k, v in record.extra.items() if isinstance(v, str | int | float | bool) or v is None}
+    if record.extra.get(BACKGROUND_KEY) is not None:  # what this person knew: appended to the intent
+        extra[BACKGROUND_KEY] = record.extra[BACKGROUND_KEY]
     return Sample(
         id=record.id,
         input=messages,
@@ -141,6 +146,11 @@ def record_sample(record: ChatRecord, system_prompt: str | None = None) -> Sampl
             "turns": record.user_turns,
         },
     )
+
+
+def sample_intent(metadata: dict[str, Any]) -> str:
+    """The intent a simulator conditions on for this sample: its `intent` with its `user_background` appended."""
+    return intent_with_background(metadata.get("intent"), metadata) or ""
 
 
 def check_invalid(data: HumanData, on_invalid: OnInvalid) -> None:

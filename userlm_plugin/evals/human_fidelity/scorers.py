@@ -20,12 +20,14 @@ from inspect_ai.model import get_model
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
+from ...records import conversation_from_store
 from ...runtime.guardrails import GuardrailConfig
 from ...train.conversations import ChatRecord
 from ...turns import RejectReason
 from ..user_perplexity.task import conversation_sums, is_local_userlm, pooled_perplexity
 from . import guardrail_fit as gf
 from . import summary as fs
+from .dataset import sample_intent
 from .features import word_count
 from .replay import human_turns, replay_positions
 
@@ -105,7 +107,8 @@ def human_fidelity() -> Scorer:
     """The replayed conversation's positions, the person's turn beside the simulator's, with their features."""
 
     async def score(state: TaskState, target: Target) -> Score:
-        intent = str((state.metadata or {}).get("intent") or "")
+        # the intent the simulator saw (background included), as the recorder stored it
+        intent = conversation_from_store(state.store).intent or sample_intent(state.metadata or {})
         replayed = replay_positions(state)
         rows = [fs.position_row(p.index, p.human, p.simulated, intent) for p in replayed]
         human = [p.human for p in replayed if p.human is not None]
@@ -171,7 +174,7 @@ def human_perplexity(role: str = "user") -> Scorer:
         turns = tuple(
             {"role": m.role, "content": m.text.strip()} for m in messages if m.role in ("user", "assistant")
         )
-        intent = (state.metadata or {}).get("intent")
+        intent = sample_intent(state.metadata or {}) or None
         record = ChatRecord(id=str(state.sample_id), turns=turns, intent=intent)
         rows = await conversation_sums(model, record, ("intent", "no_intent"))
         with_intent = rows.get("intent", {})
@@ -229,8 +232,7 @@ def guardrail_fit(guardrails: dict[str, Any] | None = None) -> Scorer:
     async def score(state: TaskState, target: Target) -> Score:
         messages = state.input if isinstance(state.input, list) else []
         turns = [{"role": m.role, "content": m.text} for m in messages if m.role in ("user", "assistant")]
-        intent = str((state.metadata or {}).get("intent") or "")
-        checks = gf.check_human_turns(intent, turns, config)
+        checks = gf.check_human_turns(sample_intent(state.metadata or {}), turns, config)
         end = gf.end_rejected(len(human_turns(state)), config)
         rejected = [c for c in checks if c.too_short or c.too_long or c.first_word or c.repetition]
         return Score(

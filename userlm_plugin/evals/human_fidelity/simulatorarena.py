@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ...errors import ConfigError, UsageError
 from ...simulators._common import USERLM_INTENT_PREFIX
+from ...simulators.background import BACKGROUND_KEY
 from ...train.conversations import ChatRecord
 
 REPOSITORY = "microsoft/SimulatorArena"
@@ -99,13 +100,10 @@ def _sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?" else text + "."
 
 
-def document_intent(record: dict[str, Any], background: bool = True) -> str:
-    """The user's intent for a document-creation conversation, in UserLM's training frame.
-
-    "You are a user chatting with an assistant language model to get help writing an email (apology letter):
-    write a sincere letter apologizing to ...". With `background`, the private answers the worker wrote before
-    the chat follow, each after its question, in the worker's own words (what this person knew and the simulator
-    must know to say the same things), then the length they were told."""
+def document_intent(record: dict[str, Any]) -> str:
+    """The user's intent for a document-creation conversation, in UserLM's training frame: "You are a user chatting
+    with an assistant language model to get help writing an email (apology letter): write a sincere letter
+    apologizing to ... The document should be between 100 and 500 words." (the length the workers were told)."""
     task = str(record.get("intent") or "").strip()
     document_type = str(record.get("document_type") or "document").strip()
     title, colon, description = task.partition(":")
@@ -115,19 +113,19 @@ def document_intent(record: dict[str, Any], background: bool = True) -> str:
         if colon and description.strip()
         else f"get help writing {what}: {_lower_first(task)}"
     )
-    parts = [_sentence(f"{USERLM_INTENT_PREFIX} {goal}")]
-    if background:
-        pairs = [
-            f"{_sentence(str(q).strip())} {_sentence(str(a).strip())}"
-            for q, a in zip(
-                record.get("bullet_points") or [], record.get("bullet_points_responses") or [], strict=False
-            )
-            if str(a).strip()
-        ]
-        if pairs:
-            parts.append("What you have in mind, as you wrote it down before the chat: " + " ".join(pairs))
-    parts.append(DOCUMENT_LENGTH)
-    return " ".join(parts)
+    return f"{_sentence(f'{USERLM_INTENT_PREFIX} {goal}')} {DOCUMENT_LENGTH}"
+
+
+def document_background(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The private background the worker wrote before the chat, as `user_background` question/answer pairs (the
+    shape `simulators/background.py` appends to the intent; unanswered questions left out)."""
+    return [
+        {"question": str(q).strip(), "answer": str(a).strip()}
+        for q, a in zip(
+            record.get("bullet_points") or [], record.get("bullet_points_responses") or [], strict=False
+        )
+        if str(a).strip()
+    ]
 
 
 MATH_INTENT_NOTE = (
@@ -203,7 +201,9 @@ def arena_record(
         "assistant_model": raw.get("model"),
     }
     if subset == "document_creation":
-        intent = document_intent(raw, background)
+        intent = document_intent(raw)
+        if background:
+            extra[BACKGROUND_KEY] = document_background(raw)
         extra["document_type"] = raw.get("document_type")
         extra["task"] = raw.get("intent")
         for field in RATINGS:
