@@ -48,7 +48,7 @@ def replay(log_dir: Path, simulator: Any, user: Any = None, **task_args: Any) ->
 @pytest.fixture(scope="module")
 def fidelity_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     logs = tmp_path_factory.mktemp("fidelity-logs")
-    replay(logs, "scripted")
+    replay(logs, "scripted", user_model("mockllm/unused", ["-"]))  # scripted uses no model, bound or not
     chatty = ["Certainly! Here is a detailed and comprehensive plan for your request, step by step."]
     terse = ["ok", "more pls", "thx"]
     replay(logs, "prompted", user_model("mockllm/chatty", chatty))

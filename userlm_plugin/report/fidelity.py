@@ -129,10 +129,12 @@ class FidelityReport:
 
 
 def _user_model(header: Any, config: dict[str, Any]) -> tuple[str, Any]:
-    """The user model's label and identity: the `user` role's model and the args that make it another model,
-    else the simulator's own default model, else none (scripted)."""
+    """The user model's label and identity: the simulator's role's model and the args that make it another model,
+    else the simulator's own default model; none for a simulator without a model (scripted)."""
+    if "role" not in config:  # a simulator with no model (scripted, replay): a bound role is not its model
+        return "—", None
     roles = header.eval.model_roles or {}
-    role = roles.get(str(config.get("role") or "user"))
+    role = roles.get(str(config["role"]))
     if role is not None:
         configs = role if isinstance(role, list) else [role]
         identity = [
