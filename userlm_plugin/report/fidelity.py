@@ -171,7 +171,7 @@ def load_fidelity_run(path: str) -> FidelityRun:
         conversation = conversation_from_store(dict(sample.store or {}))
         simulator = simulator or conversation.simulator
         config = config or _canonical(conversation.simulator_config)
-        perplexity = (sample.scores or {}).get("human_perplexity")
+        perplexity = (sample.scores or {}).get("human_ppl")
         samples[str(sample.id)].append(
             {
                 "group": (score.metadata or {}).get("group") or f"conversation:{sample.id}",

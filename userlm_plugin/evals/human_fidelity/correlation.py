@@ -123,7 +123,7 @@ def parse_ratings(reply: str) -> dict[str, float | None]:
     return out
 
 
-@metric(name="correlation", scores="unreduced")
+@metric(name="fid_correlation", scores="unreduced")
 def rating_correlation() -> Metric:
     """Spearman (`_rho`), Pearson (`_r`) and Kendall (`_tau`) between the judge's ratings and the people's
     z-normalised ones, per scale (`int_`, `doc_`) at instance and system (`_sys_`) level; `rated_pct`: samples

@@ -4,7 +4,7 @@
   (`Score.metadata["positions"]`); the metrics pool all positions of the run (summary.py): length and its JSD,
   style, intent leakage, lexical similarity, termination P/R/F1, and the discriminator's AUROC. The corpus-level
   ones (JSD, F1, AUROC) need every sample, which is what an Inspect metric receives.
-* `human_perplexity`: user-token perplexity of the people's turns under the `user` role's local `userlm/` model,
+* `human_ppl` (`human_perplexity()`): user-token perplexity of the people's turns under the `user` role's local `userlm/` model,
   with and without the intent (the paper's distributional alignment; evals/user_perplexity's code).
 * `guardrail_fit`: how often each User LM guardrail would reject the people's own turns, and data-driven bounds.
 
@@ -54,39 +54,39 @@ def _over_positions(summarise: Callable[[list[fs.Position]], dict[str, float | N
     return compute
 
 
-@metric(name="length", scores="unreduced")
+@metric(name="fid_length", scores="unreduced")
 def length_fit() -> Metric:
     """`words` / `words_h`: mean words per turn; `len_jsd`: Jensen-Shannon divergence (bits) of the binned length
     distributions (0 = same, 1 = disjoint; docs/fidelity.md#length)."""
     return _over_positions(fs.length_summary)
 
 
-@metric(name="style", scores="unreduced")
+@metric(name="fid_style", scores="unreduced")
 def style_fit() -> Metric:
     """Percent of words misspelled (`typo_pct`) and of turns that start lowercase, end without final punctuation,
     ask a question, carry a politeness marker or speak in the first person (docs/fidelity.md#style-features)."""
     return _over_positions(fs.style_summary)
 
 
-@metric(name="leakage", scores="unreduced")
+@metric(name="fid_leakage", scores="unreduced")
 def intent_leakage() -> Metric:
     """`leak_pct`: mean share of a turn's content words found in the intent (the paper's intent decomposition)."""
     return _over_positions(fs.leakage_summary)
 
 
-@metric(name="similarity", scores="unreduced")
+@metric(name="fid_similarity", scores="unreduced")
 def lexical_similarity() -> Metric:
     """`lex_f1`: mean unigram F1 of the simulated turn against the person's at the same position."""
     return _over_positions(fs.similarity_summary)
 
 
-@metric(name="termination", scores="unreduced")
+@metric(name="fid_termination", scores="unreduced")
 def termination_fit() -> Metric:
     """`end_p` / `end_r` / `end_f1`: "ends here" against where the person ended, over every position."""
     return _over_positions(fs.termination_summary)
 
 
-@metric(name="discriminator", scores="unreduced")
+@metric(name="fid_discriminator", scores="unreduced")
 def discriminator_auroc(seed: int = 0) -> Metric:
     """`auroc` with its 95% bootstrap interval (`auroc_lo`, `auroc_hi`): a classifier trained on half of the
     conversations tells human from simulated turns on the other half (0.5 = indistinguishable)."""
@@ -135,10 +135,10 @@ def human_fidelity() -> Scorer:
 # ------------------------------------------------------------------------------------------ perplexity
 
 
-@metric(name="perplexity", scores="unreduced")
+@metric(name="fid_perplexity", scores="unreduced")
 def human_perplexity_metric() -> Metric:
     """`ppl` / `ppl_no_intent`: pooled user-token perplexity of the people's turns (the end turn included) with
-    and without the intent; `ppl_turns` / `ppl_turns_no_intent`: the user turns alone."""
+    and without the intent (`evals/user_perplexity.py` also reports the turns without the end turn)."""
 
     def compute(scores: list[SampleScore]) -> dict[str, float | None]:
         rows: dict[str, list[dict[str, Any]]] = {"intent": [], "no_intent": []}
@@ -148,14 +148,13 @@ def human_perplexity_metric() -> Metric:
         return {
             "ppl": pooled_perplexity(rows["intent"], end=True),
             "ppl_no_intent": pooled_perplexity(rows["no_intent"], end=True),
-            "ppl_turns": pooled_perplexity(rows["intent"], end=False),
-            "ppl_turns_no_intent": pooled_perplexity(rows["no_intent"], end=False),
         }
 
     return compute
 
 
-@scorer(metrics=[human_perplexity_metric()])
+# short names: Inspect's terminal table cuts longer ones (tests/test_human_fidelity_eval.py renders it)
+@scorer(name="human_ppl", metrics=[human_perplexity_metric()])
 def human_perplexity(role: str = "user") -> Scorer:
     """User-token perplexity of the sample's real user turns under the `role` model, with and without the intent.
     Defined for local `userlm/` models only; other samples say why in their explanation."""
@@ -197,7 +196,7 @@ def human_perplexity(role: str = "user") -> Scorer:
 # ------------------------------------------------------------------------------------------ guardrails
 
 
-@metric(name="guardrails", scores="unreduced")
+@metric(name="fid_guardrails", scores="unreduced")
 def guardrail_fit_metric() -> Metric:
     """Percent of the people's turns each guardrail would reject (`g_short_pct`, `g_long_pct`, `g_first_pct`,
     `g_repeat_pct`, `g_any_pct`), percent of their real ends the end ban would refuse (`g_end_pct`), and length
