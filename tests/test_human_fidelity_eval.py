@@ -206,14 +206,30 @@ def test_inspect_score_recomputes_the_metrics_from_the_log(tmp_path: Path) -> No
 
 
 def test_a_model_backed_simulator_without_its_role_fails_in_one_line(tmp_path: Path) -> None:
-    [log] = eval(
-        EVAL_FILE,
-        task_args={"data": CONVERSATIONS, "simulator": "prompted", "limit": 1},
-        display="none",
-        log_dir=str(tmp_path),
-    )
+    from userlm_plugin.errors import UsageError
+    from userlm_plugin.evals.human_fidelity.task import human_fidelity_task
+
+    # inside an eval, before any sample starts
+    with pytest.raises(UsageError, match="the replay has no model under test.*--model-role user=<model>"):
+        eval(
+            EVAL_FILE,
+            task_args={"data": CONVERSATIONS, "simulator": "prompted"},
+            display="none",
+            log_dir=str(tmp_path),
+        )
+    # a task built in Python (its roles unknown until it runs): each sample says the same
+    task = human_fidelity_task(data=CONVERSATIONS, simulator="prompted", limit=1)
+    [log] = eval(task, display="none", log_dir=str(tmp_path))
     assert log.status == "error" and log.error is not None
     assert "bind one with --model-role user=<model>" in log.error.message
+    # the User LM's default model, absent offline: one line naming the role (the preset's own check)
+    with pytest.raises(UsageError, match="no `user` model role given.*--model-role user="):
+        eval(
+            EVAL_FILE,
+            task_args={"data": CONVERSATIONS, "simulator": "userlm"},
+            display="none",
+            log_dir=str(tmp_path),
+        )
 
 
 def test_metric_names_fit_inspects_table_at_80_columns(tmp_path: Path, tiny_userlm_dir: Path) -> None:

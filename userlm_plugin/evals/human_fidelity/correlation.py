@@ -30,6 +30,7 @@ from inspect_ai.model import GenerateConfig, Model, get_model, model_roles
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
+from ..._inspect_compat import eval_being_set_up
 from ...conversation import simulated_user
 from ...errors import UsageError
 from ...scoring.quality.judges import format_transcript, resolve_judge
@@ -276,6 +277,8 @@ def correlation_task(
     records = human.records[:limit]
     mapping = check_assistants(assistants, [str(r.extra.get("assistant_model")) for r in records])
     check_judge()
+    if eval_being_set_up():  # the eval's roles are known now
+        check_user_model(simulator)
     return Task(
         dataset=human_dataset(human, limit, system_prompt=arena.DOCUMENT_ASSISTANT_PROMPT),
         solver=converse_with_assigned_assistant(ending_allowed(simulator), mapping, max_turns),

@@ -19,6 +19,7 @@ from inspect_ai.model import ChatMessageUser, model_roles
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import LimitExceededError, suspend_token_limit, suspend_turn_limit
 
+from ..._inspect_compat import eval_being_set_up
 from ...conversation import context_from_state, describe_simulator
 from ...errors import UsageError
 from ...recorder import ConversationRecorder
@@ -95,6 +96,10 @@ def check_user_model(sim: Simulator) -> None:
 def replay_human_turns(simulator: str | dict[str, Any] | Simulator = "userlm") -> Solver:
     """For each user turn of the sample's real conversation, ask the simulator for that turn (see the module)."""
     sim = ending_allowed(load_simulator(simulator))
+    if callable(preflight := getattr(sim, "preflight", None)):
+        preflight()  # a default user model that is not here: one line now, not a traceback per sample
+    if eval_being_set_up():  # the eval's roles are known: a missing one is one line before any sample
+        check_user_model(sim)
     config = describe_simulator(sim, simulator)
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
