@@ -148,16 +148,24 @@ async def _user_turn(
     index = record.user_turns + 1
     ctx = replace(base, messages=list(state.messages), turn=index, revealed=list(record.revealed))
     async with record.turn_span(index):
-        try:
-            with suspend_token_limit(), suspend_turn_limit():
-                turn = await sim.next_turn(ctx)
-        except LimitExceededError:
-            raise
-        except Exception:
-            record.stop(StopReason.SIMULATOR_ERROR)
-            raise
+        turn = await ask_simulator(sim, ctx, record)
         record.user_turn(TurnRecord(index=index, simulator=sim.name, **dict(turn)))
     return turn
+
+
+async def ask_simulator(sim: Simulator, ctx: SimulationContext, record: ConversationRecorder) -> UserTurn:
+    """One turn from the simulator, outside the assistant's token and turn budget. A limit propagates as the
+    limit it is; any other failure is recorded as the conversation's stop reason (`simulator_error`) first, so
+    the record says why it ended. Shared by every loop that asks a simulator for a turn (this solver, the
+    human-fidelity replay)."""
+    try:
+        with suspend_token_limit(), suspend_turn_limit():
+            return await sim.next_turn(ctx)
+    except LimitExceededError:
+        raise
+    except Exception:
+        record.stop(StopReason.SIMULATOR_ERROR)
+        raise
 
 
 async def _assistant_turn(state: TaskState, generate: Generate, assistant: Agent | None) -> TaskState:

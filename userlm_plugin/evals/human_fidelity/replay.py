@@ -17,10 +17,9 @@ from typing import Any
 
 from inspect_ai.model import ChatMessageUser, model_roles
 from inspect_ai.solver import Generate, Solver, TaskState, solver
-from inspect_ai.util import LimitExceededError, suspend_token_limit, suspend_turn_limit
 
 from ..._inspect_compat import eval_being_set_up
-from ...conversation import context_from_state, describe_simulator
+from ...conversation import ask_simulator, context_from_state, describe_simulator
 from ...errors import UsageError
 from ...recorder import ConversationRecorder
 from ...records import conversation_from_store
@@ -114,14 +113,7 @@ def replay_human_turns(simulator: str | dict[str, Any] | Simulator = "userlm") -
             ctx = replace(base, messages=[*system, *dialogue[: 2 * (index - 1)]], turn=index)
             reference = HumanReference(text=human[index - 1] if index <= len(human) else None)
             async with record.turn_span(index):
-                try:
-                    with suspend_token_limit(), suspend_turn_limit():
-                        turn = await sim.next_turn(ctx)
-                except LimitExceededError:
-                    raise
-                except Exception:
-                    record.stop(StopReason.SIMULATOR_ERROR)
-                    raise
+                turn = await ask_simulator(sim, ctx, record)
                 simulated[index] = TurnRecord(index=index, simulator=sim.name, **dict(turn))
                 record.user_turn(simulated[index], human=reference)
         last = simulated[len(human) + 1]
