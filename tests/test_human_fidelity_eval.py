@@ -151,7 +151,11 @@ class TwoWordUser:
 
 
 def test_from_python_the_table_comes_back(tmp_path: Path) -> None:
-    _, table = evaluate_simulator(CONVERSATIONS, TwoWordUser(), log_dir=str(tmp_path))
+    from userlm_plugin.report.fidelity import load_fidelity_run
+
+    log, table = evaluate_simulator(CONVERSATIONS, TwoWordUser(), log_dir=str(tmp_path))
+    assert log.eval.task == "human_fidelity"  # built from Python, the comparison still finds the run
+    assert load_fidelity_run(log.location).simulator == "two_words"
     assert table["words"] == 2.0 and table["lex_f1"] < 50
     # the people wrote 3, 2, 3, 2, 1 and 3 turns and ended after them (at 4, 3, 4, 3, 2, 4); the simulator ends
     # at every position from 3 on: 8 ends, 5 of them where the person ended (it goes on in the 1-turn one)

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MissingDependencyError, missing_dependency
+from ..evals.human_fidelity.dataset import TASK_NAME
 from ..records import conversation_from_store
 from .render import _write_whole
 from .runs import MODEL_IDENTITY_ARGS, _canonical, model_label
 
-TASK_NAME = "human_fidelity"
 HUMAN = "people (reference)"
 
 COLUMNS: list[tuple[str, str, int]] = [

@@ -37,7 +37,7 @@ from ...scoring.quality.judges import format_transcript, resolve_judge
 from ...simulators._common import render
 from ...simulators.base import Simulator
 from . import simulatorarena as arena
-from .dataset import HumanData, human_dataset
+from .dataset import TASK_NAME, HumanData, human_dataset
 from .replay import check_user_model, ending_allowed
 
 ASPECTS = ("interaction", "document")
@@ -280,6 +280,7 @@ def correlation_task(
     if eval_being_set_up():  # the eval's roles are known now
         check_user_model(simulator)
     return Task(
+        name=TASK_NAME,
         dataset=human_dataset(human, limit, system_prompt=arena.DOCUMENT_ASSISTANT_PROMPT),
         solver=converse_with_assigned_assistant(ending_allowed(simulator), mapping, max_turns),
         scorer=simulated_conversation_rating(),

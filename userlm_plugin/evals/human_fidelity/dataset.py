@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 Source = Literal["simulatorarena"]
 OnInvalid = Literal["skip", "fail"]
 
+TASK_NAME = "human_fidelity"
+"""The task's name in every log, however it was built (`inspect eval`, or `api.evaluate_simulator` from Python):
+`userlm-plugin compare --view fidelity` finds the runs by it."""
+
 
 @dataclass
 class HumanData:
@@ -168,7 +172,7 @@ def check_invalid(data: HumanData, on_invalid: OnInvalid) -> None:
 
 
 def human_dataset(
-    data: HumanData, limit: int | None = None, system_prompt: str | None = None, name: str = "human_fidelity"
+    data: HumanData, limit: int | None = None, system_prompt: str | None = None, name: str = TASK_NAME
 ) -> MemoryDataset:
     """The conversations as samples (`limit`: the first N)."""
     if not data.records:

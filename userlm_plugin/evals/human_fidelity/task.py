@@ -30,7 +30,7 @@ from ...simulators.presets import load_simulator
 from ...simulators.userlm import UserLMUser
 from ...train.conversations import ChatRecord
 from . import simulatorarena as arena
-from .dataset import HumanData, check_invalid, human_dataset, read_human_data
+from .dataset import TASK_NAME, HumanData, check_invalid, human_dataset, read_human_data
 from .replay import replay_human_turns
 from .scorers import guardrail_fit, human_fidelity, human_perplexity
 
@@ -112,6 +112,7 @@ def human_fidelity_task(
 
         return correlation_task(human, sim, assistants, max_turns, limit, metadata)
     return Task(
+        name=TASK_NAME,  # also when built from Python (api.py), so `compare --view fidelity` finds the log
         dataset=human_dataset(human, limit),
         solver=replay_human_turns(sim),
         scorer=replay_scorers(sim),
