@@ -213,7 +213,7 @@ def row_specs(args: argparse.Namespace, trained: str | None) -> dict[str, tuple[
 
 def train(args: argparse.Namespace, split: Split, out: Path) -> tuple[str, dict[str, Any]]:
     """Train the User LM on the training people; returns its folder and what the run printed."""
-    from userlm_plugin.train import train_user_lm
+    from userlm_plugin.train import get_profile, train_user_lm
 
     result = train_user_lm(
         args.model,
@@ -224,15 +224,19 @@ def train(args: argparse.Namespace, split: Split, out: Path) -> tuple[str, dict[
         eval_before=False,
         progress=not args.quiet,
     )
+    losses = [loss for _, loss in result.losses]
     summary = {
         "folder": result.output_dir,
         "profile": args.profile,
         "steps": result.steps,
+        "batch": get_profile(args.profile).effective_batch_size,
         "conversations": result.conversations,
         "sequences": result.train_examples,
         "loss_tokens": result.loss_tokens,
         "first_loss": result.losses[0][1] if result.losses else None,
         "final_loss": result.final_loss,
+        "first5_loss": sum(losses[:5]) / len(losses[:5]) if losses else None,
+        "last5_loss": sum(losses[-5:]) / len(losses[-5:]) if losses else None,
         "train_seconds": round(result.train_seconds, 1),
         "skipped": [str(p) for p in result.skipped],
         "saved_dtype": result.saved_dtype,
@@ -412,8 +416,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trained, training = train(args, split, out)
         timings["train"] = round(time.monotonic() - step, 1)
         print(
-            f"  {training['steps']} steps on {training['sequences']} sequences in {timings['train']:.0f} s: loss "
-            f"{training['first_loss']:.3f} -> {training['final_loss']:.3f}"
+            f"  {training['steps']} steps of {training['batch']} sequences (of {training['sequences']} in the training "
+            f"set) in {timings['train']:.0f} s: loss {training['first_loss']:.3f} (step 1) -> "
+            f"{training['final_loss']:.3f} (last step), mean of the first / last 5 steps {training['first5_loss']:.3f}"
+            f" / {training['last5_loss']:.3f}"
         )
     print("replaying the held-out people's conversations:")
     runs = run_rows(args, split, trained, out / "logs")
