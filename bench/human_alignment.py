@@ -264,9 +264,18 @@ def run_rows(
             log_dir=str(logs),
             seed=args.seed,
             max_connections=10,
+            fail_on_error=False,
         )
         seconds = time.monotonic() - started
+        failed = [s for s in log.samples or [] if s.error is not None]
+        if failed:
+            # One conversation that fails (e.g. longer than the model's context) fails alone: the table is
+            # recomputed on the conversations every row replayed, so it drops out of every row.
+            print(
+                f"  {row}: {len(failed)} of {len(log.samples or [])} conversation(s) failed: {failed[0].error.message}"
+            )
         done[row] = {
+            "failed": [{"id": str(s.id), "error": s.error.message} for s in failed],
             "log": log.location,
             "seconds": round(seconds, 1),
             "load_before": round(load_before, 2),

@@ -150,3 +150,48 @@ def test_the_bench_runs_every_row_and_writes_the_table(tmp_path: Path) -> None:
     except ImportError:
         return
     assert (out / "fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_conversation_longer_than_the_context_fails_alone(tmp_path: Path) -> None:
+    """What SimulatorArena did to SmolLM2 (8192 tokens): one held-out conversation's prefix is longer than the user
+    model's context. That conversation fails in its row, the row and the bench go on, and the table drops it from
+    every row (each row is computed on the conversations all rows replayed)."""
+    from userlm_plugin.train.conversations import in_test_split
+
+    base = build_tiny_userlm(tmp_path / "tiny-chatml", flavour="chatml", end_token=False)  # 2048 positions
+    person = next(f"long{i}" for i in range(1000) if in_test_split(f"user:long{i}", 0.4, 1))
+    long_reply = " ".join(f"word{i % 97} of the long assistant reply" for i in range(1500))
+    long = {
+        "id": "too-long",
+        "user_id": person,
+        "intent": "You are a user chatting with an assistant language model to read a very long answer",
+        "messages": [
+            {"role": "user", "content": "tell me everything"},
+            {"role": "assistant", "content": long_reply},
+            {"role": "user", "content": "too long, shorter please"},
+            {"role": "assistant", "content": "Sure."},
+        ],
+    }
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        (FIXTURE / "conversations.jsonl").read_text().rstrip("\n") + "\n" + json.dumps(long) + "\n"
+    )
+    argv = [
+        "--data",
+        str(data),
+        "--model",
+        str(base),
+        "--out",
+        str(tmp_path / "out"),
+        "--test-fraction",
+        "0.4",
+    ]
+    argv += ["--subset", "", "--eval-conversations", "50", "--max-tokens", "12", "--quiet"]
+    result = bench.main([*argv, "--rows", "scripted", "userlm_base"])
+
+    assert "too-long" in result["split"]["evaluated"]
+    [failed] = result["runs"]["userlm_base"]["failed"]
+    assert failed["id"] == "too-long" and "context" in failed["error"]
+    assert result["runs"]["scripted"]["failed"] == []
+    replayed = len(result["split"]["evaluated"]) - 1
+    assert replayed > 0 and all(r["conversations"] == replayed for r in result["rows"])
