@@ -267,12 +267,13 @@ def run_rows(
             fail_on_error=False,
         )
         seconds = time.monotonic() - started
-        failed = [s for s in log.samples or [] if s.error is not None]
+        samples = log.samples or []
+        failed = [s for s in samples if s.error is not None]
         if failed:
             # One conversation that fails (e.g. longer than the model's context) fails alone: the table is
             # recomputed on the conversations every row replayed, so it drops out of every row.
             print(
-                f"  {row}: {len(failed)} of {len(log.samples or [])} conversation(s) failed: {failed[0].error.message}"
+                f"  {row}: {len(failed)} of {len(samples)} conversation(s) failed: {failed[0].error.message}"
             )
         done[row] = {
             "failed": [{"id": str(s.id), "error": s.error.message} for s in failed],
